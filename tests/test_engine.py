@@ -1,0 +1,123 @@
+"Training engine: schedules, on-device augmentation, learning, best-on-val, exact resume (tensor and Dataset paths)."
+import os, math
+from pathlib import Path
+import numpy as np
+import pytest, torch, torch.nn as nn
+from medseg_tutor.core import MedsegError, DataError, ShapeError
+from medseg_tutor.train.engine import (TrainConfig, Trainer, TensorSegData, TinyUNet, LRSchedule, lr_factor, dihedral,
+                                       dihedral_ref, StopTraining, read_csv, train_throughput, get_loss)
+
+torch.set_num_threads(1)
+REPO = Path(__file__).resolve().parents[1]
+
+def toy(n, size=32, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    yy, xx = torch.meshgrid(torch.arange(size), torch.arange(size), indexing='ij')
+    c = torch.rand(n, 2, generator=g) * size * 0.5 + size * 0.25
+    r = torch.rand(n, generator=g) * size * 0.15 + size * 0.1
+    m = ((yy - c[:, 0, None, None]) ** 2 + (xx - c[:, 1, None, None]) ** 2 < r[:, None, None] ** 2)
+    im = 0.35 + 0.35 * m + 0.2 * torch.rand(n, size, size, generator=g)
+    return TensorSegData((im.clamp(0, 1) * 255).to(torch.uint8)[:, None], m[:, None].to(torch.uint8))
+
+class DictDS(torch.utils.data.Dataset):
+    "A map-style dataset of the datasets' contract ({'image','mask','name'}), with a random flip from the torch RNG."
+    def __init__(self, d): self.d = d
+    def __len__(self): return len(self.d)
+    def __getitem__(self, i):
+        x, y = self.d.batch(torch.tensor([i]))
+        if torch.rand(()) < 0.5: x, y = x.flip(-1), y.flip(-1)
+        return {'image': x[0], 'mask': y[0], 'name': str(i)}
+
+CFG = TrainConfig(epochs=5, batch_size=8, lr=0.05, progress=False, verbose=False)
+
+def test_schedules_match_torch_and_endpoints():
+    p = [nn.Parameter(torch.zeros(1))]
+    o1, o2 = torch.optim.SGD(p, lr=0.01), torch.optim.SGD(p, lr=0.01)
+    s1, s2 = LRSchedule(o1, 40, 'poly', 0.9), torch.optim.lr_scheduler.PolynomialLR(o2, total_iters=40, power=0.9)
+    for _ in range(40):
+        assert math.isclose(o1.param_groups[0]['lr'], o2.param_groups[0]['lr'], rel_tol=1e-12, abs_tol=1e-15)
+        o2.step(); s1.step(); s2.step()
+    assert lr_factor(0, 100, 'cosine', warmup=10) == pytest.approx(0.005)
+    assert lr_factor(5, 100, 'cosine', warmup=10) == pytest.approx(0.005 + 0.995 * 0.5)
+    assert lr_factor(100, 100, 'cosine', warmup=10) == pytest.approx(0.001)
+    with pytest.raises(MedsegError): lr_factor(0, 10, 'step')
+
+def test_dihedral_fast_equals_ref_and_is_a_group_action():
+    x = torch.randn(24, 2, 6, 6)
+    g = torch.arange(24) % 8
+    assert torch.equal(dihedral(x, g), dihedral_ref(x, g))
+    outs = {dihedral(x[:1], torch.tensor([k])).numpy().tobytes() for k in range(8)}
+    assert len(outs) == 8
+    with pytest.raises(ShapeError): dihedral(torch.zeros(1, 1, 4, 6), torch.tensor([1]))
+
+def test_tensor_data_batch_normalises_and_keeps_masks_aligned():
+    d = toy(8)
+    x, y = d.batch(torch.arange(8), torch.arange(8))
+    assert x.shape == (8, 3, 32, 32) and x.dtype == torch.float32 and set(y.unique().tolist()) <= {0., 1.}
+    # the image is brighter inside the disc in every augmented view: mask and image moved together
+    assert all(x[i, 0][y[i, 0] > 0].mean() > x[i, 0][y[i, 0] == 0].mean() for i in range(8))
+
+def test_trainer_learns_and_selects_best(tmp_path):
+    torch.manual_seed(0)
+    res = Trainer(TinyUNet(width=4), toy(64), toy(32, seed=1), CFG, out=tmp_path, device='cpu').fit()
+    assert res['best'] > 0.6
+    log = read_csv(tmp_path/'log.csv')
+    assert len(log) == 5 and res['best'] == max(r['val_iou'] for r in log)
+    best = torch.load(tmp_path/'best.pt', weights_only=False)
+    assert best['epoch'] == res['best_epoch'] and (tmp_path/'curves.png').stat().st_size > 1000
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith('.tmp')]
+
+def _weights(p): return torch.load(p, weights_only=False)['model']
+
+@pytest.mark.parametrize('kind', ['tensor', 'dataset'])
+def test_killed_run_resumes_to_identical_weights(tmp_path, kind):
+    tr, va = toy(40), toy(16, seed=1)
+    if kind == 'dataset': tr, va = DictDS(tr), DictDS(va)
+    cfg = CFG.replace(schedule='cosine', warmup_epochs=1, optimizer='adamw', lr=3e-3, clip_grad=1.0)
+    torch.manual_seed(0)
+    Trainer(TinyUNet(width=4), tr, va, cfg, out=tmp_path/'a', device='cpu').fit()
+    def stop(t):
+        if t.epoch == 2: raise StopTraining
+    torch.manual_seed(0)
+    with pytest.raises(StopTraining):
+        Trainer(TinyUNet(width=4), tr, va, cfg, out=tmp_path/'b', device='cpu', callbacks=[stop]).fit()
+    torch.manual_seed(7); torch.rand(100)      # disturb every RNG between the runs
+    np.random.seed(3)
+    Trainer(TinyUNet(width=4), tr, va, cfg, out=tmp_path/'b', device='cpu').fit(resume=True)
+    wa, wb = _weights(tmp_path/'a'/'last.pt'), _weights(tmp_path/'b'/'last.pt')
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    assert read_csv(tmp_path/'a'/'log.csv') != [] and [r['train_loss'] for r in read_csv(tmp_path/'a'/'log.csv')] == \
+           [r['train_loss'] for r in read_csv(tmp_path/'b'/'log.csv')]
+
+def test_resume_without_checkpoint_is_a_clear_error(tmp_path):
+    with pytest.raises(MedsegError, match='no checkpoint'):
+        Trainer(TinyUNet(width=4), toy(8), None, CFG, out=tmp_path, device='cpu').fit(resume=True)
+
+def test_bad_options_are_clear_errors():
+    with pytest.raises(MedsegError, match='unknown training option'): CFG.replace(lrr=1)
+    with pytest.raises(MedsegError, match='optimizer'): Trainer(TinyUNet(width=4), toy(8), None, CFG.replace(optimizer='lbfgs'), device='cpu')
+    with pytest.raises(MedsegError): get_loss('focal')
+
+def test_bf16_channels_last_step_runs_on_cpu(tmp_path):
+    cfg = CFG.replace(epochs=1, amp='bf16', channels_last=True)
+    res = Trainer(TinyUNet(width=4), toy(16), toy(8, seed=1), cfg, device='cpu').fit()
+    assert res['epochs'] == 1 and math.isfinite(res['history'][0]['train_loss'])
+    t = train_throughput(TinyUNet(width=4), batch_size=2, size=32, steps=2, warmup=1, device='cpu')
+    assert t['img_s'] > 0
+
+def test_npz_cache_roundtrip(tmp_path):
+    ims = np.random.randint(0, 255, (5, 1, 16, 16), dtype=np.uint8)
+    ms = np.random.rand(5, 1, 16, 16) > 0.5
+    np.savez_compressed(tmp_path/'c.npz', images=ims, masks=np.packbits(ms.reshape(5, 1, -1), axis=-1), names=np.array(list('abcde')),
+                        train_idx_1=np.array([0, 2, 4]), val_idx_1=np.array([1, 3]))
+    d = TensorSegData.from_npz(tmp_path/'c.npz', 'val', 1)
+    assert d.names == ['b', 'd'] and torch.equal(d.masks.bool(), torch.from_numpy(ms[[1, 3]])) and torch.equal(d.images, torch.from_numpy(ims[[1, 3]]))
+    with pytest.raises(DataError, match='no split'): TensorSegData.from_npz(tmp_path/'c.npz', 'test', 1)
+    with pytest.raises(DataError, match='not found'): TensorSegData.from_npz(tmp_path/'nope.npz')
+
+def test_devcache_if_built():
+    p = REPO/'.devcache'/'busi256.npz'
+    if not p.exists(): pytest.skip('no .devcache (run tools/make_devcache.py)')
+    tr, va = TensorSegData.from_npz(p, 'train', 1), TensorSegData.from_npz(p, 'val', 1)
+    assert len(tr) == 452 and len(va) == 195 and not set(tr.names) & set(va.names)
+    assert tr.masks.flatten(1).any(1).all()          # benign + malignant: every mask has a lesion
