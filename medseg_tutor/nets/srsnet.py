@@ -6,12 +6,12 @@
 __all__ = ['conv_bn_relu', 'ResBlock', 'res_stack', 'ECAGate', 'BLAM', 'PixelShuffleUp', 'LocalContrast', 'check_multiple_of_8',
            'NestedDenseNet', 'SRSReconstructionNet', 'SRSSegmentationNet', 'SRSNet']
 
-# %% ../../nbs/21_nets.srsnet.ipynb #5195a4fd
+# %% ../../nbs/21_nets.srsnet.ipynb #151acb33
 import torch, torch.nn as nn, torch.nn.functional as F
 from ..core import ShapeError, check_shape
 from ..blocks.dpconv import DPConv, ChannelAttention, SpatialAttention
 
-# %% ../../nbs/21_nets.srsnet.ipynb #2cef583e
+# %% ../../nbs/21_nets.srsnet.ipynb #b0542128
 def conv_bn_relu(cin, cout, k=1, bias=True):
     return nn.Sequential(nn.Conv2d(cin, cout, k, padding=k // 2, bias=bias), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
 
@@ -33,7 +33,7 @@ def res_stack(cin:int, cout:int, n:int) -> nn.Sequential:
     "n residual blocks; the first changes the width."
     return nn.Sequential(*[ResBlock(cin if i == 0 else cout, cout) for i in range(n)])
 
-# %% ../../nbs/21_nets.srsnet.ipynb #71514e67
+# %% ../../nbs/21_nets.srsnet.ipynb #b7e23c9d
 class ECAGate(nn.Module):
     "Released ECA variant: x * sigmoid(conv1d over channels of globalmax(sigmoid(x)))."
     def __init__(self, k:int=3):
@@ -74,7 +74,7 @@ class LocalContrast(nn.Module):
         M = sum(self.contrast(x, c) for c in self.convs) / len(self.convs)
         return x + torch.sigmoid(M) * x
 
-# %% ../../nbs/21_nets.srsnet.ipynb #f161ff56
+# %% ../../nbs/21_nets.srsnet.ipynb #14c518de
 def _up(x, s=2): return F.interpolate(x, scale_factor=s, mode='bilinear', align_corners=True)
 
 def check_multiple_of_8(x:torch.Tensor, name:str='input'):
@@ -128,7 +128,7 @@ class NestedDenseNet(nn.Module):
         f1 = self.fuse1(P[2](x03), self.up1(f2))
         return self.head(self.final(cat(f1, _up(self.side2(f2)), _up(self.side3(f3), 4))))
 
-# %% ../../nbs/21_nets.srsnet.ipynb #dd61948b
+# %% ../../nbs/21_nets.srsnet.ipynb #81019e59
 class SRSReconstructionNet(NestedDenseNet):
     "SRS's R: rebuilds its 3-channel input (linear output). `encode(x)[-1]` is the guiding feature x_r^{3,0}."
     def __init__(self, in_channels:int=3, stem:int=16, widths:tuple=(8, 16, 32, 64), depths:tuple=(5, 5, 5, 5)):
@@ -151,7 +151,7 @@ class SRSSegmentationNet(NestedDenseNet):
             e[3] = e[3] + self.dpconv(e[3], info)
         return self.decode(e)
 
-# %% ../../nbs/21_nets.srsnet.ipynb #39a874e3
+# %% ../../nbs/21_nets.srsnet.ipynb #95b3b57c
 class SRSNet(nn.Module):
     "R (frozen) + S: `forward(x)` returns S's mask logits, S's DPConv guided by R's deepest feature."
     def __init__(self, recon:SRSReconstructionNet|None=None, seg:SRSSegmentationNet|None=None,
@@ -161,7 +161,7 @@ class SRSNet(nn.Module):
         self.R = recon if recon is not None else SRSReconstructionNet()
         self.S = seg if seg is not None else SRSSegmentationNet(info_channels=self.R.widths[3])
         self.official_bn_train = official_bn_train
-        for p in self.R.parameters(): p.requires_grad_(False)
+        for p in self.R.parameters(): p.requires_grad_(False); p.grad = None   # frozen: drop any phase-1 gradient
         self.train(self.training)
     def train(self, mode:bool=True):
         super().train(mode)
