@@ -1,0 +1,219 @@
+"Datasets, messy-data rules, cache, transforms and the synthetic generator (fast, CPU; real-data tests skip without data)."
+import json, warnings
+from pathlib import Path
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from medseg_tutor.core import DataError, MedsegError
+from medseg_tutor.data.datasets import (BUSIDataset, SIRSTDataset, ISICDataset, KvasirDataset, FolderSegDataset, MedMNISTDataset,
+                                        NiftiDataset, DataWarning, read_split, split_names, cache_to_tensors, save_cache,
+                                        load_cache, load_cached, TensorSegDataset)
+from medseg_tutor.data.transforms import (RandomFlipRot90, Normalize, normalize, random_flip_rot90, random_flip_rot90_ref,
+                                          dihedral, resize_pair, train_transforms)
+from medseg_tutor.data.synthetic import SyntheticLesionDataset
+
+torch.set_num_threads(1)
+
+def _png(path, arr, mode=None):
+    im = Image.fromarray(arr)
+    if mode: im = im.convert(mode)
+    path.parent.mkdir(parents=True, exist_ok=True); im.save(path)
+
+# ---------------------------------------------------------------- real data
+@pytest.mark.parametrize('fold', [1, 2, 3])
+def test_busi_split_counts(data_dir, fold):
+    tr, va = BUSIDataset(data_dir, 'train', fold, size=64), BUSIDataset(data_dir, 'val', fold, size=64)
+    assert (len(tr), len(va)) == (452, 195)
+    assert not set(tr.names) & set(va.names) and not any(n.startswith('normal') for n in tr.names + va.names)
+
+def test_busi_crlf_names(data_dir):
+    raw = (data_dir/'busi'/'splits'/'busi_train1.txt').read_bytes()
+    assert b'\r\n' in raw
+    names = read_split(data_dir/'busi'/'splits'/'busi_train1.txt')
+    assert len(names) == 452 and all('\r' not in n and n == n.strip() for n in names) and any(' (' in n for n in names)
+
+def test_busi_all_and_normal(data_dir):
+    assert len(BUSIDataset(data_dir, 'all', size=32)) == 780
+    nd = BUSIDataset(data_dir, 'normal', size=32)
+    assert len(nd) == 133 and nd[0]['mask'].sum() == 0      # empty masks are kept
+    assert len(BUSIDataset(data_dir/'busi', 'val', 2, size=32)) == 195   # the busi folder itself as root
+
+def test_busi_mixed_modes_consistent_channels(data_dir):
+    for ch in (3, 1):
+        ds = BUSIDataset(data_dir, 'all', size=64, channels=ch)
+        for n in ('benign (173)', 'benign (6)', 'benign (10)', 'normal (113)'):   # RGB, RGB, L, RGB
+            it = ds[ds.names.index(n)]
+            assert it['image'].shape == (ch, 64, 64) and it['image'].dtype == torch.float32
+            assert it['mask'].shape == (1, 64, 64) and set(it['mask'].unique().tolist()) <= {0.0, 1.0}
+            assert 0 <= it['image'].min() and it['image'].max() <= 1 and it['name'] == n
+
+def test_sirst_split_counts(data_dir):
+    want = dict(train=256, val=85, test=86, trainval=341, trainvaltest=427)
+    assert {s: len(SIRSTDataset(data_dir, s, size=32)) for s in want} == want
+
+def test_sirst_misc111_resized_once_or_rejected(data_dir):
+    ds = SIRSTDataset(data_dir, 'trainvaltest', size=None)
+    i = ds.names.index('Misc_111')
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter('always')
+        a = ds[i]; ds[i]
+    assert sum(issubclass(x.category, DataWarning) for x in w) == 1
+    assert a['image'].shape == (3, 220, 325) and a['mask'].shape == (1, 220, 325) and a['mask'].sum() > 0
+    with pytest.raises(DataError, match='Misc_111_pixels0.png'):
+        SIRSTDataset(data_dir, 'trainvaltest', size=None, on_mismatch='error')[i]
+
+def test_sirst_modes_to_three_channels(data_dir):
+    ds = SIRSTDataset(data_dir, 'trainvaltest', size=48)
+    for n in ('Misc_23', 'Misc_73', 'Misc_138'):   # palette images
+        assert ds[ds.names.index(n)]['image'].shape == (3, 48, 48)
+    assert SIRSTDataset(data_dir, 'test', size=48, channels=1)[0]['image'].shape == (1, 48, 48)
+
+def test_kvasir_jpeg_masks_binarised(data_dir):
+    ds = KvasirDataset(data_dir, size=64)
+    assert len(ds) == 5
+    for i in range(5):
+        m = ds[i]['mask']; assert set(m.unique().tolist()) == {0.0, 1.0} and 0.03 < m.mean() < 0.5
+
+def test_breastmnist_label_quirk(data_dir):
+    ds = MedMNISTDataset('breastmnist', 'train', data_dir)
+    assert len(ds) == 546 and ds.labels.shape == (546, 1)
+    it = ds[3]; assert it['image'].shape == (1, 28, 28) and it['label'].shape == (1,) and int(it['label'][0]) in (0, 1)
+    assert [len(MedMNISTDataset('breastmnist', s, data_dir)) for s in ('val', 'test')] == [78, 156]
+    with pytest.raises(DataError, match='breastmnist_64.npz'): MedMNISTDataset('breastmnist', 'train', data_dir, size=64)
+
+def test_real_item_transform_alignment(data_dir):
+    ds = BUSIDataset(data_dir, 'val', 1, size=64, channels=1)
+    it = ds[0]; it['image'] = it['mask'].clone()           # image = mask: any misalignment shows
+    tf = RandomFlipRot90(p_rot=1.0, p_flip=1.0, generator=torch.Generator().manual_seed(0))
+    for _ in range(10):
+        o = tf(it); assert torch.equal(o['image'], o['mask'])
+
+# ---------------------------------------------------------------- fabricated folders
+def test_missing_mask_names_the_file(tmp_path):
+    _png(tmp_path/'img'/'a.png', np.zeros((8, 8), np.uint8)); _png(tmp_path/'img'/'b c.png', np.zeros((8, 8), np.uint8))
+    _png(tmp_path/'msk'/'a.png', np.zeros((8, 8), np.uint8))
+    with pytest.raises(DataError, match=r"b c\.png") as e: FolderSegDataset(tmp_path/'img', tmp_path/'msk')
+    assert isinstance(e.value, MedsegError)
+
+def test_missing_split_entry_and_split_file(tmp_path):
+    _png(tmp_path/'img'/'a.png', np.zeros((8, 8), np.uint8)); _png(tmp_path/'msk'/'a.png', np.zeros((8, 8), np.uint8))
+    (tmp_path/'s.txt').write_bytes(b'a\r\nghost\r\n')
+    with pytest.raises(DataError, match="ghost"): FolderSegDataset(tmp_path/'img', tmp_path/'msk', split=tmp_path/'s.txt')
+    with pytest.raises(DataError, match="nope.txt"): FolderSegDataset(tmp_path/'img', tmp_path/'msk', split=tmp_path/'nope.txt')
+
+def test_empty_dataset_says_what_was_searched(tmp_path):
+    (tmp_path/'img').mkdir(); (tmp_path/'msk').mkdir(); (tmp_path/'img'/'notes.txt').write_text('x')
+    with pytest.raises(DataError, match=r"no images found in .*img.*\.png"): FolderSegDataset(tmp_path/'img', tmp_path/'msk')
+    with pytest.raises(DataError, match='not found'): FolderSegDataset(tmp_path/'nothere', tmp_path/'msk')
+
+def test_several_masks_union_and_mask_beside_image(tmp_path):
+    m0 = np.zeros((8, 8), np.uint8); m0[:2] = 255; m1 = np.zeros((8, 8), np.uint8); m1[-3:] = 1   # a 0/1 mask too
+    _png(tmp_path/'benign (1).png', np.full((8, 8), 90, np.uint8))
+    _png(tmp_path/'benign (1)_mask.png', m0, '1'); Image.fromarray(m1).save(tmp_path/'benign (1)_mask_1.png')
+    ds = FolderSegDataset(tmp_path, None, '_mask', size=None)
+    assert ds.names == ['benign (1)'] and ds[0]['mask'].sum() == 40
+
+def test_all_modes_consistent_channels(tmp_path):
+    rng = np.random.default_rng(0); rgb = rng.integers(0, 255, (10, 12, 3), np.uint8)
+    for mode in ('L', 'RGB', 'RGBA', 'P', '1', 'LA'):
+        _png(tmp_path/'img'/f'{mode}.png', rgb, mode)
+        _png(tmp_path/'msk'/f'{mode}.png', (rgb[..., 0] > 128).astype(np.uint8) * 255, 'RGB' if mode == 'RGB' else 'L')
+    Image.fromarray(rng.integers(0, 4000, (10, 12)).astype(np.uint16)).save(tmp_path/'img'/'I16.png')
+    _png(tmp_path/'msk'/'I16.png', np.zeros((10, 12), np.uint8))
+    for ch in (1, 3):
+        ds = FolderSegDataset(tmp_path/'img', tmp_path/'msk', size=(16, 20), channels=ch)
+        assert len(ds) == 7 and {tuple(ds[i]['image'].shape) for i in range(7)} == {(ch, 16, 20)}
+
+def test_mask_size_mismatch_rule(tmp_path):
+    _png(tmp_path/'img'/'x.png', np.zeros((10, 20), np.uint8))
+    m = np.zeros((20, 40), np.uint8); m[:10, :20] = 255; _png(tmp_path/'msk'/'x.png', m)
+    with pytest.warns(DataWarning, match='resizing the mask'):
+        it = FolderSegDataset(tmp_path/'img', tmp_path/'msk', size=None)[0]
+    assert it['mask'].shape == (1, 10, 20) and it['mask'][0, :5, :10].all() and it['mask'].sum() == 50
+    with pytest.raises(DataError, match=r"x\.png"): FolderSegDataset(tmp_path/'img', tmp_path/'msk', on_mismatch='error')[0]
+
+def test_isic_layout(tmp_path):
+    for i in range(5):
+        _png(tmp_path/'ISIC2018_Task1-2_Training_Input'/f'ISIC_{i:07d}.jpg', np.full((12, 16, 3), 100, np.uint8))
+        _png(tmp_path/'ISIC2018_Task1_Training_GroundTruth'/f'ISIC_{i:07d}_segmentation.png', np.full((12, 16), 255, np.uint8))
+    (tmp_path/'ISIC2018_Task1-2_Training_Input'/'LICENSE.txt').write_text('x')
+    ds = ISICDataset(tmp_path, size=8)
+    assert len(ds) == 5 and ds[0]['mask'].mean() == 1 and ds[0]['image'].shape == (3, 8, 8)
+    tr, va = ISICDataset(tmp_path, 'train', val_frac=0.4, seed=1), ISICDataset(tmp_path, 'val', val_frac=0.4, seed=1)
+    assert (len(tr), len(va)) == (3, 2) and not set(tr.names) & set(va.names)
+
+def test_seeded_splits_reproducible():
+    names = [f"case{i}" for i in range(50)]
+    a = split_names(names, 0.2, seed=3); b = split_names(list(reversed(names)), 0.2, seed=3)
+    assert a == b and len(a[1]) == 10 and a != split_names(names, 0.2, seed=4)
+
+def test_nifti_dataset_json(tmp_path):
+    nib = pytest.importorskip('nibabel')
+    (tmp_path/'imagesTr').mkdir(); (tmp_path/'labelsTr').mkdir()
+    vol = np.arange(6 * 5 * 4, dtype=np.float32).reshape(6, 5, 4); lab = (vol > 60).astype(np.uint8)
+    nib.save(nib.Nifti1Image(vol, np.eye(4)), tmp_path/'imagesTr'/'c1.nii.gz')
+    nib.save(nib.Nifti1Image(lab, np.eye(4)), tmp_path/'labelsTr'/'c1.nii.gz')
+    (tmp_path/'dataset.json').write_text(json.dumps({'training': [{'image': 'imagesTr/c1.nii.gz', 'label': 'labelsTr/c1.nii.gz'}],
+                                                     'test': [{'image': 'imagesTr/c2.nii.gz'}]}))
+    it = NiftiDataset(tmp_path, 'dataset.json', section='training', binary=True)[0]
+    assert it['image'].shape == (1, 6, 5, 4) and torch.equal(it['image'][0], torch.from_numpy(vol))
+    assert torch.equal(it['mask'][0], torch.from_numpy(lab).float())
+    with pytest.raises(DataError, match='c2.nii.gz'): NiftiDataset(tmp_path, section='test')
+    with pytest.raises(DataError, match='validation'): NiftiDataset(tmp_path, section='validation')
+
+# ---------------------------------------------------------------- cache
+def test_cache_roundtrip_and_packed_masks(tmp_path):
+    ds = SyntheticLesionDataset(20, size=32, seed=0)
+    c = cache_to_tensors(ds)
+    assert c['images'].shape == (20, 1, 32, 32) and c['images'].dtype == torch.uint8 and c['masks'].dtype == torch.uint8
+    p = save_cache(c, tmp_path/'c.npz')
+    with np.load(p) as z: assert z['masks_bits'].nbytes == 20 * 32 * 32 // 8
+    c2 = load_cache(p)
+    assert torch.equal(c2['images'], c['images']) and torch.equal(c2['masks'], c['masks']) and c2['names'] == c['names']
+    c3 = load_cached(lambda: 1 / 0, p)      # an existing cache is read, the factory not called
+    assert torch.equal(c3['images'], c['images'])
+    td = TensorSegDataset(c2, channels=3)
+    assert td[4]['image'].shape == (3, 32, 32) and torch.allclose(td[4]['image'][0], ds[4]['image'][0])
+    with pytest.raises(DataError, match='nope.npz'): load_cache(tmp_path/'nope.npz')
+
+# ---------------------------------------------------------------- transforms
+def test_random_flip_rot90_keeps_alignment_batched():
+    g = torch.Generator().manual_seed(0)
+    m = (torch.rand(32, 1, 16, 16, generator=g) > 0.5).to(torch.uint8)
+    img = torch.cat([m * 200, m * 100, 255 - m * 255], 1)
+    a, b, codes = random_flip_rot90(img, m, torch.Generator().manual_seed(1), return_codes=True)
+    assert torch.equal(a[:, :1] // 200, b) and len(set(codes)) >= 4
+    ra, rb = random_flip_rot90_ref(img, m, codes)
+    assert torch.equal(a, ra) and torch.equal(b, rb)
+
+def test_per_sample_transform_alignment_and_dihedral_group():
+    x = torch.arange(25.).reshape(1, 5, 5)
+    assert len({tuple(dihedral(x, c).flatten().tolist()) for c in range(8)}) == 8
+    tf = train_transforms(normalize_image=False, generator=torch.Generator().manual_seed(0))
+    m = (torch.rand(1, 9, 9) > 0.5).float()
+    for _ in range(20):
+        o = tf({'image': m.repeat(3, 1, 1), 'mask': m, 'name': 'x'})
+        assert torch.equal(o['image'][1:2], o['mask'])
+
+def test_normalise_once_and_official_double():
+    x = torch.rand(2, 3, 4, 4)
+    once = normalize(x)
+    assert torch.allclose(once * torch.tensor([0.229, 0.224, 0.225])[:, None, None] + torch.tensor([0.485, 0.456, 0.406])[:, None, None], x, atol=1e-6)
+    assert torch.allclose(normalize(x, official_double_norm=True), once / 255)
+    d = Normalize()({'image': x[0], 'mask': torch.zeros(1, 4, 4)}); assert torch.allclose(d['image'], once[0])
+
+def test_resize_pair_mask_stays_binary():
+    img = torch.rand(3, 37, 53); m = (torch.rand(1, 37, 53) > 0.5).float()
+    a, b = resize_pair(img, m, 32)
+    assert a.shape == (3, 32, 32) and set(b.unique().tolist()) <= {0.0, 1.0}
+
+# ---------------------------------------------------------------- synthetic
+def test_synthetic_deterministic_and_sane():
+    a, b = SyntheticLesionDataset(30, 48, seed=7), SyntheticLesionDataset(30, 48, seed=7)
+    for i in (0, 13, 29):
+        x, y = a[i], b[i]
+        assert torch.equal(x['image'], y['image']) and torch.equal(x['mask'], y['mask'])
+    assert not torch.equal(a[0]['image'], SyntheticLesionDataset(30, 48, seed=8)[0]['image'])
+    darker = [a[i]['image'][a[i]['mask'] > 0].mean() < a[i]['image'][a[i]['mask'] == 0].mean() for i in range(30) if a[i]['mask'].sum() > 0]
+    assert len(darker) >= 20 and all(darker)
