@@ -104,5 +104,5 @@ def test_loads_mamba_ssm_state_dict():
         ours.load_state_dict(theirs.state_dict())
         h = torch.randn(2, 216, 64, device='cuda')
         y = theirs(h)
-        for impl in ('cuda', 'chunked'):
+        for impl in ('cuda', 'triton', 'chunked', 'parallel'):
             assert_close(ours(h, impl=impl), y, f'Mamba({impl}) vs mamba_ssm.Mamba', rtol=1e-4, atol=1e-4)

@@ -5,11 +5,12 @@ import torch
 import torch.nn.functional as F
 from medseg_tutor.core import ShapeError, assert_close
 from medseg_tutor.ssm.scan import (selective_scan, selective_scan_ref, linear_scan, chunked_linear_scan, ssm_matrix,
-                                   KernelUnavailableError, cuda_kernel_available)
+                                   KernelUnavailableError, cuda_kernel_available, triton_available)
 
 torch.set_num_threads(1)
 KEYS = ('u', 'delta', 'A', 'B', 'C', 'D', 'z', 'delta_bias')
 FAST = ('parallel', 'chunked')
+needs_triton = pytest.mark.skipif(not triton_available(), reason='needs Triton and a CUDA GPU (or TRITON_INTERPRET=1)')
 gpu = pytest.mark.skipif(not cuda_kernel_available(), reason='needs a CUDA GPU and mamba-ssm (scripts/build_mamba_ssm.sh)')
 
 
@@ -189,14 +190,47 @@ def test_cuda_impl_missing_is_a_clear_error():
 def test_against_mamba_ssm_kernel(Bk, Ck, dtype):
     from mamba_ssm.ops.selective_scan_interface import selective_scan_fn
     t = make(batch=2, dim=64, L=700, N=16, B=Bk, C=Ck, G=2, dtype=torch.float32, device='cuda')
-    t = {k: (v.to(dtype) if k in ('u', 'delta', 'z') else v).requires_grad_() for k, v in t.items()}
+    low = ('u', 'delta', 'z') + tuple(k for k, kind in (('B', Bk), ('C', Ck)) if kind != 'const')   # mamba-ssm's rule
+    t = {k: (v.to(dtype) if k in low else v).requires_grad_() for k, v in t.items()}
     a = args_of(t)
     o_k, s_k = selective_scan_fn(*a, delta_softplus=True, return_last_state=True)
     g_k = torch.autograd.grad(o_k.float().square().sum(), a)
-    for impl in ('cuda', 'chunked', 'parallel'):
+    for impl in ('cuda', 'chunked', 'parallel') + (('triton',) if 'const' not in (Bk, Ck) else ()):
         o, s = selective_scan(*a, delta_softplus=True, return_last_state=True, impl=impl)
         assert_close(o, o_k, f'{impl} out'); assert_close(s, s_k, f'{impl} last_state')
         g = torch.autograd.grad(o.float().square().sum(), a)
         for k, x, y in zip(KEYS, g, g_k):
             tol = 3e-2 if dtype == torch.bfloat16 else 1e-3
             assert_close(x, y, f'{impl} d{k}', rtol=tol, atol=tol * y.abs().max().item())
+
+
+@needs_triton
+@pytest.mark.parametrize('Bk,Ck,L,extras,softplus,dtype', [
+    ('var', 'var', 45, True, True, torch.float32), ('group', 'var', 70, False, False, torch.float32),
+    ('group', 'group', 33, True, False, torch.float32), ('var', 'var', 100, True, True, torch.bfloat16)])
+def test_triton_vs_ref(Bk, Ck, L, extras, softplus, dtype):
+    dev = 'cuda' if torch.cuda.is_available() else 'cpu'
+    t = make(batch=2, dim=8, L=L, N=3, B=Bk, C=Ck, G=2, dtype=torch.float32, device=dev)
+    t['delta'] = t['delta'].abs()
+    t = {k: (v.to(dtype) if k in ('u', 'delta', 'z') else v) for k, v in t.items()}
+    use = KEYS if extras else ('u', 'delta', 'A', 'B', 'C')
+    a = [x.requires_grad_() if x is not None else None for x in args_of(t, use)]
+    leaves = [x for x in a if x is not None]
+    o, s = selective_scan(*a, delta_softplus=softplus, return_last_state=True, impl='triton')
+    o_r, s_r = selective_scan_ref(*a, delta_softplus=softplus, return_last_state=True)
+    tol = dict(rtol=1e-5, atol=1e-5) if dtype == torch.float32 else {}
+    assert o.dtype == dtype
+    assert_close(o, o_r, 'out', **tol); assert_close(s, s_r, 'last_state', rtol=1e-5, atol=1e-5)
+    w, ws = torch.randn_like(o_r.float()), torch.randn_like(s_r)
+    g = torch.autograd.grad((o.float() * w).sum() + (s * ws).sum(), leaves)
+    g_r = torch.autograd.grad((o_r.float() * w).sum() + (s_r * ws).sum(), leaves)
+    for k, x, y in zip([k for k in KEYS if k in use], g, g_r):
+        tl = 1e-4 if dtype == torch.float32 else 3e-2
+        assert_close(x, y, f'grad {k}', rtol=tl, atol=tl * y.abs().max().item())
+
+
+def test_triton_rejects_constant_B():
+    if not triton_available(): pytest.skip('no triton here')
+    t = make(B='const')
+    with pytest.raises(ShapeError, match="impl='triton' supports variable"):
+        selective_scan(*args_of(t), impl='triton')
