@@ -136,3 +136,17 @@ def test_losses_and_scores():
     s = seg_scores(40 * (2 * y - 1), y); assert abs(s['IoU'] - 1) < 1e-6 and abs(s['F1'] - 1) < 1e-6
     half = y.clone(); half[:, :, 2:5, 3] = 0          # predict 6 of 9 target pixels
     s = seg_scores(40 * (2 * half - 1), y); assert abs(s['IoU'] - 6 / 9) < 1e-4 and abs(s['F1'] - 12 / 15) < 1e-6
+
+def test_released_state_dict_roundtrip():
+    from medseg_tutor.nets.srsnet import released_key, released_state_dict, load_released_state_dict
+    R1, S1 = tiny(0); R2, S2 = tiny(1)
+    for a, b in ((R1, R2), (S1, S2)):
+        sd = released_state_dict(a)
+        assert len(sd) == len(a.state_dict())                     # the mapping is one-to-one
+        dead = {'IPATR0.tr.weight': torch.zeros(1), 'conv0_3_1x1.bias': torch.zeros(1), 'bottomuplocal_fpn_1.bn1.weight': torch.zeros(1)}
+        assert load_released_state_dict(b, {**{'module.' + k: v for k, v in sd.items()}, **dead}) == sorted(dead)
+        assert all(torch.equal(v, b.state_dict()[k]) for k, v in a.state_dict().items())
+    assert released_key('x21.2.sa.conv.weight') == 'conv2_1.2.sa.conv1.weight'
+    assert released_key('final.shortcut.1.running_mean') == 'finalconv.0.shortcut.1.running_mean'
+    assert released_key('up3.conv.0.weight') == 'fup3.conv.0.weight'
+    with pytest.raises(KeyError): load_released_state_dict(R2, {})

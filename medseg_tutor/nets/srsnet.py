@@ -4,14 +4,15 @@
 
 # %% auto #0
 __all__ = ['conv_bn_relu', 'ResBlock', 'res_stack', 'ECAGate', 'BLAM', 'PixelShuffleUp', 'LocalContrast', 'check_multiple_of_8',
-           'NestedDenseNet', 'SRSReconstructionNet', 'SRSSegmentationNet', 'SRSNet']
+           'NestedDenseNet', 'SRSReconstructionNet', 'SRSSegmentationNet', 'SRSNet', 'released_key',
+           'released_state_dict', 'load_released_state_dict']
 
-# %% ../../nbs/21_nets.srsnet.ipynb #151acb33
+# %% ../../nbs/21_nets.srsnet.ipynb #9051f76c
 import torch, torch.nn as nn, torch.nn.functional as F
 from ..core import ShapeError, check_shape
 from ..blocks.dpconv import DPConv, ChannelAttention, SpatialAttention
 
-# %% ../../nbs/21_nets.srsnet.ipynb #b0542128
+# %% ../../nbs/21_nets.srsnet.ipynb #c62101a9
 def conv_bn_relu(cin, cout, k=1, bias=True):
     return nn.Sequential(nn.Conv2d(cin, cout, k, padding=k // 2, bias=bias), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
 
@@ -33,7 +34,7 @@ def res_stack(cin:int, cout:int, n:int) -> nn.Sequential:
     "n residual blocks; the first changes the width."
     return nn.Sequential(*[ResBlock(cin if i == 0 else cout, cout) for i in range(n)])
 
-# %% ../../nbs/21_nets.srsnet.ipynb #b7e23c9d
+# %% ../../nbs/21_nets.srsnet.ipynb #14a9b414
 class ECAGate(nn.Module):
     "Released ECA variant: x * sigmoid(conv1d over channels of globalmax(sigmoid(x)))."
     def __init__(self, k:int=3):
@@ -74,7 +75,7 @@ class LocalContrast(nn.Module):
         M = sum(self.contrast(x, c) for c in self.convs) / len(self.convs)
         return x + torch.sigmoid(M) * x
 
-# %% ../../nbs/21_nets.srsnet.ipynb #14c518de
+# %% ../../nbs/21_nets.srsnet.ipynb #a2ac00b9
 def _up(x, s=2): return F.interpolate(x, scale_factor=s, mode='bilinear', align_corners=True)
 
 def check_multiple_of_8(x:torch.Tensor, name:str='input'):
@@ -128,7 +129,7 @@ class NestedDenseNet(nn.Module):
         f1 = self.fuse1(P[2](x03), self.up1(f2))
         return self.head(self.final(cat(f1, _up(self.side2(f2)), _up(self.side3(f3), 4))))
 
-# %% ../../nbs/21_nets.srsnet.ipynb #81019e59
+# %% ../../nbs/21_nets.srsnet.ipynb #bb389a9f
 class SRSReconstructionNet(NestedDenseNet):
     "SRS's R: rebuilds its 3-channel input (linear output). `encode(x)[-1]` is the guiding feature x_r^{3,0}."
     def __init__(self, in_channels:int=3, stem:int=16, widths:tuple=(8, 16, 32, 64), depths:tuple=(5, 5, 5, 5)):
@@ -151,7 +152,7 @@ class SRSSegmentationNet(NestedDenseNet):
             e[3] = e[3] + self.dpconv(e[3], info)
         return self.decode(e)
 
-# %% ../../nbs/21_nets.srsnet.ipynb #95b3b57c
+# %% ../../nbs/21_nets.srsnet.ipynb #65939d6d
 class SRSNet(nn.Module):
     "R (frozen) + S: `forward(x)` returns S's mask logits, S's DPConv guided by R's deepest feature."
     def __init__(self, recon:SRSReconstructionNet|None=None, seg:SRSSegmentationNet|None=None,
@@ -171,3 +172,41 @@ class SRSNet(nn.Module):
         with torch.no_grad(): return self.R.guide(x)
     def forward(self, x):
         return self.S(x, self.guide(x) if self.S.dpconv is not None else None)
+
+# %% ../../nbs/21_nets.srsnet.ipynb #5be16995
+import re
+_BLOCK = [(r'\.conv2\.', '.CONV.'), (r'\.sa\.conv\.', '.sa.conv1.')]
+_RULES = [(r'^stem\.', 'conv1.'), (r'^x(\d)(\d)\.', r'conv\1_\2.'), (r'^final\.', 'finalconv.0.'),
+          (r'^up(\d)\.', r'fup\1.'), (r'^fuse(\d)\.low\.0\.0\.', r'bottomuplocal_fpn_\1.conv1.'),
+          (r'^fuse(\d)\.low\.0\.1\.', r'bottomuplocal_fpn_\1.bn3.'), (r'^fuse(\d)\.low\.1\.0\.', r'bottomuplocal_fpn_\1.conv2.'),
+          (r'^fuse(\d)\.low\.1\.1\.', r'bottomuplocal_fpn_\1.bn4.'), (r'^fuse(\d)\.eca\.', r'bottomuplocal_fpn_\1.ECALayer.'),
+          (r'^fuse(\d)\.fuse\.', r'bottomuplocal_fpn_\1.finalconv.'), (r'^side2\.', 'conv0_1_1x1.'), (r'^side3\.', 'conv0_2_1x1.'),
+          (r'^head\.', 'mask_head_1x1.')]
+
+def released_key(key:str) -> str:
+    "The released (fidshu/SRSNet) state-dict key of one of our SRS network keys."
+    if key.startswith('dpconv.'):
+        rest = key[len('dpconv.'):]
+        return 'PKernel_D2.' + {v: k for k, v in DPConv._released.items()}[rest]
+    m = re.match(r'^contrast\.(\d)\.convs\.(\d)\.(.*)$', key)
+    if m: return f'IPATR{2 - int(m[1])}.conv{int(m[2]) + 1}.{m[3]}'
+    for pat, rep in _RULES:
+        if re.match(pat, key):
+            out = re.sub(pat, rep, key)
+            if key.startswith(('x', 'final.')):
+                for p2, r2 in _BLOCK: out = re.sub(p2, r2, out)
+            return out
+    raise KeyError(f"no released name for '{key}'")
+
+def released_state_dict(model:nn.Module) -> dict:
+    "Our weights under the released key names (without the released dead modules)."
+    return {released_key(k): v for k, v in model.state_dict().items()}
+
+def load_released_state_dict(model:nn.Module, sd:dict) -> list:
+    "Load a released SRS_R / SRS_RTS / SRS_S state dict into our network; returns the released keys left unused (dead modules)."
+    sd = {k[len('module.'):] if k.startswith('module.') else k: v for k, v in sd.items()}
+    want = {k: released_key(k) for k in model.state_dict()}
+    missing = [r for r in want.values() if r not in sd]
+    if missing: raise KeyError(f"the checkpoint lacks {len(missing)} tensors this model needs, e.g. {missing[:3]}")
+    model.load_state_dict({k: sd[r] for k, r in want.items()})
+    return sorted(set(sd) - set(want.values()))
