@@ -131,6 +131,61 @@ def profile(name, cfg, bs, a, base_sd, dev, top=12):
     except Exception: key_ok = p.key_averages().table(sort_by='self_device_time_total', row_limit=top)
     print(f'\n## profile: {name}, batch {bs} (3 training steps)\n{key_ok}', flush=True)
 
+def parity_data(size, dev, n_train=256, n_val=64, seed=0):
+    "BUSI split 1 from .devcache/busi256.npz (tools/make_devcache.py) if present, else synthetic dark blobs on speckle."
+    path = os.path.join('.devcache', 'busi256.npz')
+    if os.path.isfile(path):
+        import numpy as np
+        z = np.load(path); ims = torch.from_numpy(z['images']); n, _, h, w = ims.shape
+        ms = torch.from_numpy(np.unpackbits(z['masks'], axis=-1)[..., :h * w].reshape(n, 1, h, w).copy())
+        tr, va = torch.from_numpy(z['train_idx_1'][:n_train]), torch.from_numpy(z['val_idx_1'][:n_val])
+        x, y = ims.float() / 255, ms.float()
+        if h != size: x, y = F.interpolate(x, size, mode='bilinear'), (F.interpolate(y, size, mode='bilinear') > 0.5).float()
+        src = f'BUSI split 1 ({len(tr)} train / {len(va)} val images)'
+    else:
+        g = torch.Generator().manual_seed(seed); n = n_train + n_val
+        yy, xx = torch.meshgrid(torch.arange(size), torch.arange(size), indexing='ij')
+        c = torch.rand(n, 2, generator=g) * size * 0.6 + size * 0.2; r = torch.rand(n, 2, generator=g) * size * 0.15 + size * 0.05
+        y = ((((yy - c[:, 0, None, None]) / r[:, 0, None, None]) ** 2 + ((xx - c[:, 1, None, None]) / r[:, 1, None, None]) ** 2) <= 1).float()[:, None]
+        x = (0.6 - 0.4 * y) * (1 + 0.5 * torch.randn(n, 1, size, size, generator=g)).clamp(0, 2) / 2
+        tr, va = torch.arange(n_train), torch.arange(n_train, n)
+        src = f'synthetic dark ellipses on speckle ({n_train} train / {n_val} val; no .devcache/busi256.npz here)'
+    x = (x - 0.449) / 0.226
+    return x[tr].to(dev), y[tr].to(dev), x[va].to(dev), y[va].to(dev), src
+
+def parity(a, base_sd, dev, configs=('released', 'bf16+cl'), bs=8, every=None):
+    "Train each configuration for a.parity steps from the same weights on the same batches; loss curves and val IoU."
+    xt, yt, xv, yv, src = parity_data(a.size, dev)
+    every = every or max(1, a.parity // 6)
+    curves, ious = {}, {}
+    for n in configs:
+        fast, bf16, cl, _ = CONFIGS[n]
+        torch.manual_seed(0)
+        m = make_model(base_sd, a.variant, fast, cl, dev).train(); opt = sgd(m.parameters(), dev)
+        g = torch.Generator().manual_seed(1); curve = []
+        t0 = time.perf_counter()
+        for it in range(a.parity):
+            for pg in opt.param_groups: pg['lr'] = 0.01 * (1 - it / a.parity) ** 0.9
+            idx = torch.randint(0, len(xt), (bs,), generator=g).to(dev)
+            x = xt[idx]
+            if cl: x = x.contiguous(memory_format=torch.channels_last)
+            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16): loss = bce_dice(m(x), yt[idx])
+            loss.backward(); opt.step(); opt.zero_grad(set_to_none=True)
+            if it % every == 0 or it == a.parity - 1: curve.append((it, loss.item()))
+        m.eval(); inter = union = 0.
+        with torch.inference_mode(), torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
+            for i in range(0, len(xv), 16):
+                p = m(xv[i:i + 16]).float() > 0; t = yv[i:i + 16] > 0.5
+                inter += (p & t).sum().item(); union += (p | t).sum().item()
+        curves[n], ious[n] = curve, inter / max(union, 1)
+        print(f'parity {n:12s} {a.parity} steps in {time.perf_counter() - t0:.1f}s, val IoU {ious[n]:.3f}', flush=True)
+    print(f'\n## Same weights, same batches, {a.parity} SGD steps (batch {bs}, {a.size}x{a.size}): {src}\n')
+    print('| step | ' + ' | '.join(f'loss {n}' for n in configs) + ' |'); print('|---:|' + '---:|' * len(configs))
+    for k in range(len(curves[configs[0]])):
+        print(f'| {curves[configs[0]][k][0]} | ' + ' | '.join(f'{curves[n][k][1]:.4f}' for n in configs) + ' |')
+    print('| val IoU | ' + ' | '.join(f'{ious[n]:.3f}' for n in configs) + ' |')
+    return dict(curves=curves, iou=ious, data=src)
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument('--variant', default='base', choices=['base', 'l'])
@@ -145,11 +200,12 @@ def main(argv=None):
     ap.add_argument('--compile-on-cpu', action='store_true')
     ap.add_argument('--tf32', action='store_true', help='allow TF32 matmuls too (convs use TF32 by default)')
     ap.add_argument('--profile', nargs='*', default=[], choices=[k for k, v in CONFIGS.items() if v[3] is None])
+    ap.add_argument('--parity', type=int, default=0, help='also train released vs bf16+cl this many steps (loss curves, val IoU)')
     ap.add_argument('--json', default=None, help='write the results here')
     ap.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     a = ap.parse_args(argv)
     dev = torch.device(a.device)
-    if a.tiny: a.size, a.train_batches, a.infer_batches, a.warmup, a.reps = 64, [2], [1, 2], 1, 2
+    if a.tiny: a.size, a.train_batches, a.infer_batches, a.warmup, a.reps, a.parity = 64, [2], [1, 2], 1, 2, min(a.parity, 4)
     if dev.type == 'cpu': torch.set_num_threads(int(os.environ.get('OMP_NUM_THREADS', '1')))
     torch.backends.cudnn.benchmark = True
     if a.tf32: torch.backends.cuda.matmul.allow_tf32 = True
@@ -177,6 +233,7 @@ def main(argv=None):
     for n in eager:
         for bs in a.train_batches: do('train', n, bs)
         for bs in a.infer_batches: do('infer', n, bs)
+    if a.parity: res['parity'] = parity(a, base_sd, dev)
     est = 0.
     for n in compiled:
         jobs = [('train', bs) for bs in a.train_batches] + [('infer', bs) for bs in a.infer_batches]

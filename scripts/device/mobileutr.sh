@@ -4,7 +4,8 @@
 # weights, one process), then a kernel profile of the released path and of bf16+channels_last at batch 8.
 # Run from the repo root:  bash scripts/device/mobileutr.sh     (< 6 minutes; log + JSON under $OUT)
 # Knobs (env): MU_VARIANT (base | l), MU_BUDGET (270 s for the timed rows; compiled rows beyond it are skipped),
-# MU_REPS (30), MU_CONFIGS (all), MU_PROFILE ("released bf16+cl"; empty = no profile).
+# MU_REPS (30), MU_CONFIGS (all), MU_PROFILE ("released bf16+cl"; empty = no profile), MU_PARITY (150 training steps of
+# released vs bf16+cl from the same weights on the same batches: BUSI from .devcache/busi256.npz if carried, else synthetic).
 set -euo pipefail
 OUT=${OUT:-runs/mobileutr_device}; mkdir -p "$OUT"
 PY=${PYTHON:-python}
@@ -14,5 +15,5 @@ PROFILE=${MU_PROFILE-released bf16+cl}
 CONFIGS=()
 if [ -n "${MU_CONFIGS:-}" ]; then CONFIGS=(--configs $MU_CONFIGS); fi
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/gpu.txt" || true
-timeout 345 "$PY" bench/bench_mobileutr.py --variant "$VARIANT" --budget "$BUDGET" --reps "$REPS" "${CONFIGS[@]}" \
-    ${PROFILE:+--profile $PROFILE} --json "$OUT/bench_mobileutr_$VARIANT.json" 2>&1 | tee "$OUT/bench_mobileutr_$VARIANT.log"
+timeout 345 "$PY" bench/bench_mobileutr.py --variant "$VARIANT" --budget "$BUDGET" --reps "$REPS" ${CONFIGS[@]+"${CONFIGS[@]}"} \
+    --parity "${MU_PARITY:-150}" ${PROFILE:+--profile $PROFILE} --json "$OUT/bench_mobileutr_$VARIANT.json" 2>&1 | tee "$OUT/bench_mobileutr_$VARIANT.log"
