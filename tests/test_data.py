@@ -186,6 +186,8 @@ def test_random_flip_rot90_keeps_alignment_batched():
     assert torch.equal(a[:, :1] // 200, b) and len(set(codes)) >= 4
     ra, rb = random_flip_rot90_ref(img, m, codes)
     assert torch.equal(a, ra) and torch.equal(b, rb)
+    ga, gb = random_flip_rot90(img, m, torch.Generator().manual_seed(1), method='grouped')
+    assert torch.equal(ga, ra) and torch.equal(gb, rb)
 
 def test_per_sample_transform_alignment_and_dihedral_group():
     x = torch.arange(25.).reshape(1, 5, 5)
