@@ -78,7 +78,8 @@ def test_dpconv_bad_input():
     with pytest.raises(ShapeError): m(torch.randn(2, 7, 5, 5), torch.randn(2, 8, 5, 5))
     with pytest.raises(ValueError): DPConv(8, 16, 3, 7)
     with pytest.raises(ValueError): DPConv(8, 4, 3, 8, impl='affine')
-    assert DPConv(8, 4, 3, 8).impl == 'grouped'     # CI does not divide Cout: the exact grouped path
+    assert DPConv(8, 4, 3, 8).impl == 'grouped'     # CI does not divide Cout: only the grouped path is exact
+    with pytest.raises(ValueError): DPConv(8, 16, 3, 8, impl='auto')
 
 def tiny(seed=0):
     torch.manual_seed(seed)

@@ -5,11 +5,11 @@
 # %% auto #0
 __all__ = ['ChannelAttention', 'SpatialAttention', 'dpconv_ref', 'DPConv']
 
-# %% ../../nbs/20_blocks.dpconv.ipynb #4f9d47a7
+# %% ../../nbs/20_blocks.dpconv.ipynb #589651e0
 import torch, torch.nn as nn, torch.nn.functional as F
 from ..core import ShapeError, check_shape
 
-# %% ../../nbs/20_blocks.dpconv.ipynb #508dfddd
+# %% ../../nbs/20_blocks.dpconv.ipynb #2bca981b
 class ChannelAttention(nn.Module):
     "CBAM channel gate $\\sigma(M(\\mathrm{avg}(x)) + M(\\mathrm{max}(x)))$, shape (B, C, 1, 1); hidden width C//8."
     def __init__(self, channels:int):
@@ -29,7 +29,7 @@ class SpatialAttention(nn.Module):
     def forward(self, x):
         return torch.sigmoid(self.conv(torch.cat([x.mean(1, keepdim=True), x.amax(1, keepdim=True)], 1)))
 
-# %% ../../nbs/20_blocks.dpconv.ipynb #2ad0df6f
+# %% ../../nbs/20_blocks.dpconv.ipynb #f3e6cefd
 def dpconv_ref(x:torch.Tensor, # segmentation feature F_s, (B, Cin, h, w)
                info:torch.Tensor, # reconstruction feature F_r, (B, CI, h', w')
                sd:dict, # weights in the released PKernel_D2 layout (see `DPConv.released_state_dict`)
@@ -52,12 +52,12 @@ def dpconv_ref(x:torch.Tensor, # segmentation feature F_s, (B, Cin, h, w)
     D = theta.view(B, out_channels, Cin, k, k)
     return torch.cat([F.conv2d(x[b:b+1], D[b], padding=(k - 1) // 2) for b in range(B)])
 
-# %% ../../nbs/20_blocks.dpconv.ipynb #0ae0680c
+# %% ../../nbs/20_blocks.dpconv.ipynb #7bce5ca1
 class DPConv(nn.Module):
     "Dynamic-parameter convolution: `forward(x, info)` convolves each sample of `x` with a kernel generated from `info`."
     def __init__(self, in_channels:int, out_channels:int, kernel_size:int=3,
                  info_channels:int=64, # channels of the guiding feature F_r
-                 impl:str='auto', # 'auto' ('affine' when exact, else 'grouped'), 'affine' or 'grouped'
+                 impl:str='grouped', # 'grouped' (per-sample kernels, one grouped conv) or 'affine' (two static convs)
                 ):
         super().__init__()
         n = out_channels * in_channels * kernel_size ** 2
@@ -69,8 +69,7 @@ class DPConv(nn.Module):
         self.ca, self.sa = ChannelAttention(info_channels), SpatialAttention(7)
         self.proj = nn.Conv2d(info_channels, info_channels, 1, bias=True)                 # released `Conv.0`
         self.gen = nn.Conv2d(info_channels, n, 1, groups=info_channels, bias=True)        # released `Conv.2`
-        if impl == 'auto': impl = 'affine' if out_channels % info_channels == 0 else 'grouped'
-        if impl not in ('affine', 'grouped'): raise ValueError(f"impl must be 'auto', 'affine' or 'grouped', got {impl!r}")
+        if impl not in ('affine', 'grouped'): raise ValueError(f"impl must be 'grouped' or 'affine', got {impl!r}")
         if impl == 'affine' and out_channels % info_channels:
             raise ValueError(f"impl='affine' is exact only when info_channels ({info_channels}) divides out_channels ({out_channels}); use 'grouped'")
         self.impl = impl

@@ -7,7 +7,7 @@
 # Run from the repo root:  bash scripts/device/srsnet.sh      (logs, curves and table under $OUT; < 6 minutes on one H100)
 # Knobs (env): SRS_SIZE (128), SRS_BS (8), SRS_STEPS1 (600), SRS_STEPS2 (1500), SRS_SEC1 (25), SRS_SEC2 (95) seconds
 # per dataset (the step counts are capped so each phase fits its time; both arms always get the same steps),
-# SRS_SETS (busi,sirst), SRS_OFFICIAL_BN (0; 1 = R's BatchNorm in train mode in phase 2, as released).
+# SRS_SETS (busi,sirst), SRS_DPCONV_IMPL (grouped|affine), SRS_OFFICIAL_BN (0; 1 = R's BatchNorm in train mode in phase 2, as released).
 set -euo pipefail
 OUT=${OUT:-runs/srsnet_device}; mkdir -p "$OUT"
 PY=${PYTHON:-python}
@@ -24,11 +24,12 @@ E = lambda k, d: type(d)(os.environ.get(k, d))
 SIZE, BS, STEPS1, STEPS2 = E('SRS_SIZE', 128), E('SRS_BS', 8), E('SRS_STEPS1', 600), E('SRS_STEPS2', 1500)
 SEC1, SEC2, SEED, OFFICIAL = E('SRS_SEC1', 25.0), E('SRS_SEC2', 95.0), 41, bool(E('SRS_OFFICIAL_BN', 0))
 SETS = os.environ.get('SRS_SETS', 'busi,sirst').split(',')
+IMPL = os.environ.get('SRS_DPCONV_IMPL', 'grouped')
 dev = get_device()
 torch.backends.cudnn.benchmark = True
 torch.backends.cuda.matmul.allow_tf32 = True; torch.backends.cudnn.allow_tf32 = True
 print(f"device {dev} {torch.cuda.get_device_name() if dev.type == 'cuda' else ''} torch {torch.__version__} "
-      f"size {SIZE} batch {BS} steps1<={STEPS1} ({SEC1}s) steps2<={STEPS2} ({SEC2}s) official_bn={OFFICIAL}", flush=True)
+      f"size {SIZE} batch {BS} steps1<={STEPS1} ({SEC1}s) steps2<={STEPS2} ({SEC2}s) official_bn={OFFICIAL} dpconv={IMPL}", flush=True)
 MEAN, STD = 0.449, 0.226                                          # grey ImageNet statistics, normalised once
 
 def load(name):
@@ -87,6 +88,29 @@ def scores(net, x, y):
     pooled = ((p * t).sum() / ((p + t).clamp(max=1).sum()).clamp_min(1)).item()   # one IoU over all eval pixels
     return {**{k: float(np.mean([q[k] for q in per])) for k in ('IoU', 'F1')}, 'IoU_pooled': pooled}
 
+# --- DPConv micro-benchmark at SRS's configuration: B=8, (256, 256, 3, 64) on a 32x32 map (a 256x256 image) ---
+from medseg_tutor.core import benchmark
+from medseg_tutor.blocks.dpconv import DPConv, dpconv_ref
+torch.manual_seed(0)
+dps = {i: DPConv(256, 256, 3, 64, impl=i).to(dev) for i in ('grouped', 'affine')}
+dps['affine'].load_state_dict(dps['grouped'].state_dict())
+xb, ib = torch.randn(8, 256, 32, 32, device=dev), torch.randn(8, 64, 32, 32, device=dev)
+sd = dps['grouped'].released_state_dict()
+with torch.no_grad():
+    yr = dpconv_ref(xb, ib, sd, 256, 3)
+    for i, m in dps.items():
+        err = ((m(xb, ib) - yr).abs().max() / yr.abs().max()).item(); assert err < 1e-2, (i, err)   # TF32 convs on GPU
+print("DPConv (256,256,3,64), B=8, 32x32, fp32/TF32: median ms  [forward | forward+backward]", flush=True)
+def fb(fn):
+    xx, ii = xb.clone().requires_grad_(), ib.clone().requires_grad_()
+    return lambda: fn(xx, ii).sum().backward()
+bench_rows = [('ref (loop over samples)', lambda a, b: dpconv_ref(a, b, sd, 256, 3))] + [(i, m) for i, m in dps.items()]
+for name, fn in bench_rows:
+    with torch.no_grad(): f = benchmark(lambda: fn(xb, ib), 3, 20)['median_ms']
+    bw = benchmark(fb(fn), 3, 20)['median_ms'] if name != 'ref (loop over samples)' else float('nan')
+    print(f"  {name:24s} {f:8.3f} | {bw:8.3f}", flush=True)
+del dps, xb, ib, yr
+
 rows, curves = [], {}
 t_all = time.time()
 for name in SETS:
@@ -97,7 +121,7 @@ for name in SETS:
     with torch.no_grad():
         R.eval(); mse_eval = float(np.mean([F.mse_loss(R(xe[i:i + 16]), xe[i:i + 16]).item() for i in range(0, len(xe), 16)]))
     print(f"phase 1: {n1} steps in {s1:.0f}s ({1000 * s1 / n1:.0f} ms/step), train MSE {np.mean(l1[:10]):.4f} -> {np.mean(l1[-20:]):.4f}, eval MSE {mse_eval:.4f}", flush=True)
-    seed_everything(SEED); S_dp = SRSSegmentationNet().to(dev)
+    seed_everything(SEED); S_dp = SRSSegmentationNet(dpconv_impl=IMPL).to(dev)
     seed_everything(SEED); S_no = SRSSegmentationNet(use_dpconv=False).to(dev)     # identical init of all shared weights
     assert all(torch.equal(a, b) for (k, a) in S_no.state_dict().items() for b in [S_dp.state_dict()[k]])
     net_dp, net_no = SRSNet(R, S_dp, official_bn_train=OFFICIAL), SRSNet(R, S_no, official_bn_train=OFFICIAL)
