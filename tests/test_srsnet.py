@@ -136,7 +136,8 @@ def test_losses_and_scores():
     assert abs(segmentation_loss(torch.zeros_like(y), torch.zeros_like(y)).item() - (0.5 * math.log(2) + 1 - 1e-5 / (32 + 1e-5))) < 1e-6
     s = seg_scores(40 * (2 * y - 1), y); assert abs(s['IoU'] - 1) < 1e-6 and abs(s['F1'] - 1) < 1e-6
     half = y.clone(); half[:, :, 2:5, 3] = 0          # predict 6 of 9 target pixels
-    s = seg_scores(40 * (2 * half - 1), y); assert abs(s['IoU'] - 6 / 9) < 1e-4 and abs(s['F1'] - 12 / 15) < 1e-6
+    s = seg_scores(40 * (2 * half - 1), y); assert abs(s['IoU'] - 6 / 9) < 1e-9 and abs(s['F1'] - 12 / 15) < 1e-9
+    s = seg_scores(-40 * torch.ones_like(y), torch.zeros_like(y)); assert s['IoU'] == 1 and s['F1'] == 1   # empty on empty
 
 def test_released_state_dict_roundtrip():
     from medseg_tutor.nets.srsnet import released_key, released_state_dict, load_released_state_dict

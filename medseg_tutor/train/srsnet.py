@@ -6,30 +6,24 @@
 __all__ = ['reconstruction_loss', 'segmentation_loss', 'phase_params', 'sgd', 'poly_lr', 'phase_loss', 'phase_step', 'augment',
            'fit_phase', 'seg_scores', 'evaluate']
 
-# %% ../../nbs/22_train.srsnet.ipynb #dedd00b5
-import math, time
+# %% ../../nbs/22_train.srsnet.ipynb #d162be84
 import torch, torch.nn as nn, torch.nn.functional as F
-from ..core import ShapeError, check_shape
 from ..nets.srsnet import SRSNet, SRSReconstructionNet, SRSSegmentationNet
+from ..losses import BCEDiceLoss
+from ..metrics import overlap_metrics
 
-# %% ../../nbs/22_train.srsnet.ipynb #484c99a9
+# %% ../../nbs/22_train.srsnet.ipynb #f0a95e7f
 def reconstruction_loss(recon:torch.Tensor, x:torch.Tensor) -> torch.Tensor:
     "Phase 1: mean squared error between R's output and its input."
     return F.mse_loss(recon, x)
 
-def _bce_dice_loss(logits:torch.Tensor, target:torch.Tensor, smooth:float=1e-5) -> torch.Tensor:
-    "0.5 * BCE-with-logits (mean over pixels) + (1 - mean over samples of the soft Dice)."
-    bce = F.binary_cross_entropy_with_logits(logits, target)
-    p, t = torch.sigmoid(logits).flatten(1), target.flatten(1)
-    dice = (2 * (p * t).sum(1) + smooth) / (p.sum(1) + t.sum(1) + smooth)
-    return 0.5 * bce + 1 - dice.mean()
+_bce_dice = BCEDiceLoss(bce_weight=0.5, dice_weight=1.0, smooth=1e-5)
 
 def segmentation_loss(logits:torch.Tensor, target:torch.Tensor) -> torch.Tensor:
     "Phase 2: 0.5 * BCE + Dice loss, as in the released `BCEDiceLoss`."
-    check_shape(target, tuple(logits.shape), 'target mask')
-    return _bce_dice_loss(logits, target.to(logits.dtype))
+    return _bce_dice(logits, target)
 
-# %% ../../nbs/22_train.srsnet.ipynb #9782e506
+# %% ../../nbs/22_train.srsnet.ipynb #ad4fbbec
 def phase_params(model:nn.Module, phase:int) -> list:
     "The parameters a phase trains: all of R in phase 1, only S in phase 2 (R is frozen)."
     if phase == 1:
@@ -64,7 +58,7 @@ def phase_step(model:nn.Module, opt:torch.optim.Optimizer, x:torch.Tensor, y:tor
     opt.step()
     return loss.item()
 
-# %% ../../nbs/22_train.srsnet.ipynb #bb8146c9
+# %% ../../nbs/22_train.srsnet.ipynb #7cf868d9
 def augment(x:torch.Tensor, y:torch.Tensor|None, g:torch.Generator):
     "Random rot90 (k in 0..3) and horizontal flip per sample, the same for image and mask."
     ks, fl = torch.randint(0, 4, (len(x),), generator=g).tolist(), torch.randint(0, 2, (len(x),), generator=g).tolist()
@@ -89,13 +83,10 @@ def fit_phase(model:nn.Module, x:torch.Tensor, y:torch.Tensor|None=None, phase:i
     return losses
 
 @torch.no_grad()
-def seg_scores(logits:torch.Tensor, y:torch.Tensor, smooth:float=1e-5) -> dict:
+def seg_scores(logits:torch.Tensor, y:torch.Tensor) -> dict:
     "Per-image IoU and F1 of sigmoid(logits) > 0.5 against binary y, averaged over the images."
-    p, t = (logits > 0).flatten(1).float(), (y > 0.5).flatten(1).float()
-    inter, ps, ts = (p * t).sum(1), p.sum(1), t.sum(1)
-    iou = (inter + smooth) / (ps + ts - inter + smooth)
-    f1 = torch.where(ps + ts > 0, 2 * inter / (ps + ts).clamp_min(1), torch.zeros_like(inter))
-    return {'IoU': iou.mean().item(), 'F1': f1.mean().item()}
+    m = overlap_metrics(logits > 0, y > 0.5)
+    return {'IoU': m['iou'].mean().item(), 'F1': m['f1'].mean().item()}
 
 @torch.no_grad()
 def evaluate(net:SRSNet, x:torch.Tensor, y:torch.Tensor, batch_size:int=16) -> dict:
