@@ -41,4 +41,4 @@ patch_and_build "$SDIST"
 [ -n "$CAUSAL" ] && patch_and_build "$CAUSAL"
 python3 -m pip install --no-deps --no-index ${PIP_TARGET:+--target "$PIP_TARGET"} "$WHEEL_DIR"/*.whl
 echo "built + installed in $(( $(date +%s) - t0 )) s: $(ls "$WHEEL_DIR")"
-python3 -c 'import selective_scan_cuda, mamba_ssm; print("mamba_ssm", mamba_ssm.__version__, "OK")'
+python3 -c 'import torch, selective_scan_cuda, mamba_ssm; print("mamba_ssm", mamba_ssm.__version__, "OK")'
