@@ -5,10 +5,11 @@ Training (images/s, one SGD step = forward + BCE-Dice loss + backward + SGD(mome
 and 32, and inference (images/s, eval + inference_mode) at batch 1 and 32, for these configurations:
 
   released    the released computation (explicit softmax attention, AvgPool sampler, ConvTranspose2d, LayerNorm on every
-              token, x + x*(sigmoid-1/2) gates; `set_fast_path(model, False)`), fp32, NCHW, eager
+              token, x + x*(sigmoid-1/2) gates; `set_fast_path(model, False)`), fp32, NCHW
+              (`mobileutr(channels_last=False)`), eager
   fp32        our fast path (SDPA, sampling before the LayerNorm, broadcast local propagation), fp32, NCHW, eager
   bf16        + bf16 autocast
-  bf16+cl     + channels_last (model and input)
+  bf16+cl     + channels_last (model and input; `mobileutr()`'s default)
   fp32+cl     fp32 with channels_last (to separate the two effects)
   bf16+cl+compile      + torch.compile (default mode)
   bf16+cl+compile+cg   + torch.compile(mode='reduce-overhead'): CUDA graphs, for the launch-bound small batches
@@ -53,7 +54,7 @@ def sync(dev):
     if dev.type == 'cuda': torch.cuda.synchronize()
 
 def make_model(base_sd, variant, fast, cl, dev):
-    m = (mobileutr if variant == 'base' else mobileutr_l)()
+    m = (mobileutr if variant == 'base' else mobileutr_l)(channels_last=cl)   # NCHW rows: weights and input NCHW
     m.load_state_dict(base_sd)
     set_fast_path(m, fast)
     m = m.to(dev)

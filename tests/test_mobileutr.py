@@ -109,8 +109,9 @@ def test_eval_determinism_and_channels_last(net):
     with torch.no_grad():
         a, b = net(x), net(x)
         assert torch.equal(a, b)
-        m2 = mobileutr().eval(); m2.load_state_dict(net.state_dict())
-        c = m2.to(memory_format=torch.channels_last)(x.to(memory_format=torch.channels_last))
+        m2 = mobileutr(channels_last=False).eval(); m2.load_state_dict(net.state_dict())
+        assert net.stem[0].weight.is_contiguous(memory_format=torch.channels_last) and m2.stem[0].weight.is_contiguous()
+        c = m2(x)
     assert_close(c, a)
 
 def test_train_mode_uses_drop_path():

@@ -35,10 +35,12 @@ class MobileUtr(nn.Module):
                  sr_ratio:int=2, # sparse-attention sampling stride of the LGL blocks
                  drop_path:float=0.1, # stochastic depth of the LGL blocks (the transformer blocks use 0)
                  lgl_kernel:int=9, # depthwise kernel of LocalAgg (released: 9; see `adaptive_lgl_kernel`)
-                 mlp_ratio:int=4):
+                 mlp_ratio:int=4,
+                 channels_last:bool=True, # keep weights and activations channels_last (same maths; cuDNN's fast depthwise kernels)
+                ):
         super().__init__()
         d0, d1, d2, d3 = dims
-        self.in_channels, self.num_classes = in_channels, num_classes
+        self.in_channels, self.num_classes, self.channels_last = in_channels, num_classes, channels_last
         self.stem = ConvBNAct(in_channels, d0)
         self.enc1 = ConvUtr(d0, d0, depths[0], kernels[0])
         self.enc2 = ConvUtr(d0, d1, depths[1], kernels[1])
@@ -53,6 +55,7 @@ class MobileUtr(nn.Module):
         self.up1 = ConvBNAct(d0, d0)
         self.head = nn.Conv2d(d0, num_classes, 1)
         # registration order = the released one (lgl, vit, expand, reduce, decoder): see `load_released_state_dict`
+        if channels_last: self.to(memory_format=torch.channels_last)
 
     def check_input(self, x:torch.Tensor):
         if x.ndim != 4 or x.shape[1] not in (1, self.in_channels):
@@ -67,6 +70,7 @@ class MobileUtr(nn.Module):
     def forward(self, x:torch.Tensor) -> torch.Tensor:
         self.check_input(x)
         if x.shape[1] == 1 and self.in_channels != 1: x = x.repeat(1, self.in_channels, 1, 1)
+        if self.channels_last: x = x.contiguous(memory_format=torch.channels_last)   # a no-op if it already is
         s0 = self.enc1(self.stem(x));  p0 = self.pool(s0)          # H,   H/2
         s1 = self.enc2(p0);            p1 = self.pool(s1)          # H/2, H/4
         s2 = self.enc3(p1);            p2 = self.pool(s2)          # H/4, H/8
