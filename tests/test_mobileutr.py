@@ -137,3 +137,22 @@ def test_adaptive_kernel():
     with pytest.raises(ValueError): adaptive_lgl_kernel([np.zeros((8, 8))])
     m = mobileutr(lgl_kernel=5)
     assert m.lgl[0].local.agg.kernel_size == (5, 5)
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason='needs CUDA')
+def test_cuda_fast_paths_match_released():
+    "On the GPU: NCHW released fp32 path == channels_last fast path (fp32, TF32 off), and bf16 autocast stays close."
+    from medseg_tutor.core import no_tf32
+    torch.manual_seed(0)
+    ref = set_fast_path(mobileutr(channels_last=False), False).cuda().eval()
+    fast = mobileutr().cuda().eval(); fast.load_state_dict(ref.state_dict())
+    x = torch.randn(4, 3, 128, 128, device='cuda')
+    with torch.no_grad(), no_tf32():
+        y_ref, y_fast = ref(x), fast(x)
+        assert_close(y_fast, y_ref, 'cuda fp32 fast vs released', rtol=1e-3, atol=1e-3)
+        with torch.autocast('cuda', dtype=torch.bfloat16): y_bf = fast(x)
+    assert (y_bf.float() - y_ref).abs().max() < 0.1 * y_ref.abs().max() + 0.05
+    fast.train(); ref.train()
+    with no_tf32():
+        torch.manual_seed(3); g_ref = torch.autograd.grad(ref(x).square().mean(), ref.vit[0].attn.attn.qkv.weight)[0]
+        torch.manual_seed(3); g_fast = torch.autograd.grad(fast(x).square().mean(), fast.vit[0].attn.attn.qkv.weight)[0]
+    assert_close(g_fast, g_ref, 'cuda grad qkv', rtol=1e-3, atol=1e-4)
