@@ -195,7 +195,16 @@ def test_against_mamba_ssm_kernel(Bk, Ck, dtype):
     a = args_of(t)
     o_k, s_k = selective_scan_fn(*a, delta_softplus=True, return_last_state=True)
     g_k = torch.autograd.grad(o_k.float().square().sum(), a)
+    if 'const' in (Bk, Ck):
+        # mamba-ssm 2.3.2's kernel returns a last_state that disagrees with its own selective_scan_ref for constant
+        # B/C (max diff ~15 on an H200, 2026-11-28; `out` agrees): compare the state with mamba-ssm's ref instead
+        from mamba_ssm.ops.selective_scan_interface import selective_scan_ref as mamba_ref
+        with torch.no_grad(): s_k = mamba_ref(*a, delta_softplus=True, return_last_state=True)[1]
     for impl in ('cuda', 'chunked', 'parallel') + (('triton',) if 'const' not in (Bk, Ck) else ()):
+        if impl == 'cuda' and 'const' in (Bk, Ck):
+            with pytest.warns(UserWarning, match='last_state'):
+                o = selective_scan(*a, delta_softplus=True, return_last_state=True, impl=impl)[0]
+            assert_close(o, o_k, f'{impl} out'); continue
         o, s = selective_scan(*a, delta_softplus=True, return_last_state=True, impl=impl)
         assert_close(o, o_k, f'{impl} out'); assert_close(s, s_k, f'{impl} last_state')
         g = torch.autograd.grad(o.float().square().sum(), a)
