@@ -1,0 +1,218 @@
+"MambaMIM invariants (dossier mambamim.md §6: 1–3, 11–17) on tiny CPU sizes."
+import math
+import numpy as np
+import pytest
+import torch
+from medseg_tutor.core import ShapeError
+from medseg_tutor.mim.masking import (hybrid_mask, upsample_mask, mask_like, token_drop, token_restore,
+                                      MaskedLayerNorm3d)
+from medseg_tutor.mim.s6t import s6t_fill, s6t_fill_ref
+from medseg_tutor.nets.hymamba import hymamba_tiny, sincos_pos_embed_3d, HyMambaClassifier
+from medseg_tutor.mim.pretrain import (MambaMIM, masked_patch_loss, patchify, unpatchify, lr_at, wd_at,
+                                       make_optimizer, pretrain_step)
+
+torch.set_num_threads(1)
+
+# ---------------------------------------------------------------- 1. masks
+@pytest.mark.parametrize('grid,ratio', [(6, 0.75), ((2, 3, 4), 0.5), (4, 0.9)])
+def test_mask_counts_every_scale(grid, ratio):
+    v = hybrid_mask(5, grid, ratio, generator=torch.Generator().manual_seed(0))
+    L = v[0].numel(); k = max(1, round(L * (1 - ratio)))
+    assert v.dtype == torch.bool and (v.flatten(1).sum(1) == k).all()
+    for f in (1, 2, 4, 8, 16):
+        m = upsample_mask(v, f)
+        assert (m.flatten(1).sum(1) == k * f ** 3).all()
+        assert torch.equal(m[..., ::f, ::f, ::f], v)
+
+def test_mask_216_54():
+    v = hybrid_mask(3, 6)
+    assert v.shape == (3, 1, 6, 6, 6) and (v.flatten(1).sum(1) == 54).all()
+    assert float((~upsample_mask(v, 16)).float().mean()) == 0.75
+
+def test_mask_bad_ratio():
+    with pytest.raises(ValueError): hybrid_mask(1, 6, 1.0)
+
+# ---------------------------------------------------------------- token drop (12)
+def test_token_drop_raster_order_and_official():
+    v = hybrid_mask(4, 6, generator=torch.Generator().manual_seed(1))
+    tok = torch.randn(4, 216, 3)
+    kept, ids = token_drop(tok, v)
+    assert kept.shape == (4, 54, 3)
+    for b in range(4): assert torch.equal(ids[b], v[b].flatten().nonzero().squeeze(1))
+    back = token_restore(kept, ids, 216, torch.zeros(3))
+    assert torch.equal(back[v.flatten(1)], tok[v.flatten(1)])
+    ko, io = token_drop(tok, v, official=True)                      # B2: batch-wide count -> all 216 kept
+    assert ko.shape == (4, 216, 3)
+
+# ---------------------------------------------------------------- encoder (2, 11, 12)
+@pytest.fixture(scope='module')
+def tiny():
+    torch.manual_seed(0)
+    return hymamba_tiny().eval()
+
+def test_encoder_shapes_and_size_check(tiny):
+    with torch.no_grad(): fs = tiny(torch.rand(1, 1, 64, 64, 64))
+    assert [tuple(f.shape[1:]) for f in fs] == [(16, 64, 64, 64), (32, 32, 32, 32), (48, 16, 16, 16), (96, 8, 8, 8), (96, 4, 4, 4)]
+    with pytest.raises(ShapeError): tiny(torch.rand(1, 1, 64, 64, 50))
+    with pytest.raises(ShapeError): tiny(torch.rand(1, 2, 64, 64, 64))
+
+def test_sparse_zeros_and_masked_input_invariance(tiny):
+    x = torch.rand(2, 1, 64, 64, 64)
+    v = hybrid_mask(2, 4, generator=torch.Generator().manual_seed(2))
+    noise = torch.randn_like(x) * (~upsample_mask(v, 16))
+    with torch.no_grad(): a, b = tiny(x, v), tiny(x + noise, v)
+    for i in range(5):
+        assert torch.equal(a[i], b[i])
+        if i < 4: assert (a[i] * ~mask_like(v, a[i])).abs().max() == 0
+
+def test_mamba_stage_visible_independent_of_batch(tiny):
+    x = torch.rand(3, 1, 64, 64, 64)
+    v = hybrid_mask(3, 4, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad(): full, one = tiny(x, v)[4], tiny(x[1:2], v[1:2])[4]
+    m = mask_like(v[1:2], one).expand_as(one)
+    assert torch.allclose(full[1:2][m], one[m], atol=1e-5)
+
+def test_masked_layernorm_zero_and_local():
+    ln = MaskedLayerNorm3d(4); torch.nn.init.normal_(ln.bias)
+    x = torch.randn(1, 4, 8, 8, 8); v = hybrid_mask(1, 2, 0.5)
+    m = mask_like(v, x)
+    y = ln(x, v)
+    assert (y * ~m).abs().max() == 0
+    assert torch.equal(ln(x + 3 * ~m, v), y)
+
+# ---------------------------------------------------------------- S6T (14)
+def _data(B=2, C=4, grid=(3, 2, 4), ratio=0.7, seed=0, dtype=torch.float64):
+    g = torch.Generator().manual_seed(seed)
+    return (torch.randn(B, C, *grid, generator=g, dtype=dtype), hybrid_mask(B, grid, ratio, generator=g),
+            0.4 * torch.randn(C, C, generator=g, dtype=dtype))
+
+@pytest.mark.parametrize('layout', [False, True])
+def test_s6t_fast_equals_ref_values_and_grads(layout):
+    F, v, A = _data()
+    F1, A1, F2, A2 = (t.clone().requires_grad_() for t in (F, A, F, A))
+    y1, y2 = s6t_fill(F1, v, A1, official_layout=layout), s6t_fill_ref(F2, v, A2, official_layout=layout)
+    assert torch.allclose(y1, y2, atol=1e-12)
+    w = torch.randn_like(y1); (y1 * w).sum().backward(); (y2 * w).sum().backward()
+    assert torch.allclose(F1.grad, F2.grad, atol=1e-12) and torch.allclose(A1.grad, A2.grad, atol=1e-10)
+    assert torch.equal(y1[v.expand_as(y1)], F[v.expand_as(F)])
+
+def _anchors(v):
+    a = v.reshape(-1).clone(); a[0] = a[-1] = True
+    return a.nonzero().squeeze(1).tolist()
+
+def test_s6t_closed_forms():
+    F, v, _ = _data(ratio=0.8, seed=4)
+    C = F.shape[1]
+    Z0 = s6t_fill(F, v, torch.zeros(C, C, dtype=F.dtype)).flatten(2).transpose(1, 2)
+    Zi = s6t_fill(F, v, torch.eye(C, dtype=F.dtype)).flatten(2).transpose(1, 2)
+    X = F.flatten(2).transpose(1, 2)
+    for b in range(F.shape[0]):
+        vb, idx = v[b].reshape(-1), _anchors(v[b])
+        for p, q in zip(idx[:-1], idx[1:]):
+            g = q - p
+            for j in range(g):
+                if vb[p + j]: continue
+                assert torch.equal(Z0[b, p + j], X[b, q] if j == g - 1 else torch.zeros(C, dtype=F.dtype))
+                assert torch.allclose(Zi[b, p + j], (j + 1) * X[b, p] + (X[b, q] - X[b, p]) * j * (j + 1) / (2 * (g - 1)))
+        if not vb[-1]: assert (Z0[b, -1] == 0).all()
+
+def test_s6t_locality_and_sample_independence():
+    F, v, A = _data(B=2, ratio=0.6, seed=5)
+    L = v[0].numel(); idx = _anchors(v[0])
+    base = s6t_fill(F, v, A)
+    for i, k in enumerate(idx):
+        F2 = F.clone(); F2.view(2, F.shape[1], -1)[0, :, k] += 1
+        d = (s6t_fill(F2, v, A) - base).flatten(2).abs().sum(1)
+        changed = set(d[0].nonzero().squeeze(1).tolist())
+        allowed = {k} | set(range(idx[i - 1], k) if i else []) | set(range(k, idx[i + 1]) if i + 1 < len(idx) else [])
+        assert changed <= allowed and (d[1] == 0).all()            # other sample untouched
+    perm = torch.tensor([1, 0])
+    assert torch.allclose(s6t_fill(F[perm], v[perm], A), base[perm], atol=1e-12)
+
+def test_s6t_official_layout_is_reshape_without_transpose():
+    F, v, A = _data(B=1, C=3, grid=(2, 2, 3), ratio=0.5, seed=6)
+    C, L = 3, 12
+    X = F[0].reshape(C, L).T
+    # raw Z at every position (loop), then the released reshape
+    idx, Z = _anchors(v[0]), []
+    for p, q in zip(idx[:-1], idx[1:]):
+        g, z = q - p, 0
+        for j in range(g):
+            a = j / (g - 1) if g > 1 else 0.
+            z = z + torch.linalg.matrix_power(A, g - 1 - j) @ ((1 - a) * X[p] + a * X[q]); Z.append(z)
+    Z.append(A @ X[-1]); Z = torch.stack(Z)
+    expect = torch.where(v[0], F[0], Z.reshape(C, 2, 2, 3))
+    assert torch.allclose(s6t_fill(F, v, A, official_layout=True)[0], expect, atol=1e-12)
+
+def test_s6t_shape_errors():
+    F, v, A = _data()
+    with pytest.raises(ShapeError): s6t_fill(F, v, torch.zeros(3, 3, dtype=F.dtype))
+    with pytest.raises(ShapeError): s6t_fill(F, v[:, :, :2], A)
+
+# ---------------------------------------------------------------- loss (15), shapes (3)
+def test_loss_ignores_visible_and_zero_at_target():
+    x, rec = torch.rand(2, 1, 32, 32, 32), torch.randn(2, 1, 32, 32, 32)
+    v = hybrid_mask(2, 2, 0.5)
+    l = masked_patch_loss(x, rec, v)
+    rec2 = torch.where(upsample_mask(v, 16), rec + 50, rec)
+    assert torch.equal(masked_patch_loss(x, rec2, v), l)
+    t = patchify(x); tn = (t - t.mean(-1, keepdim=True)) / (t.var(-1, keepdim=True) + 1e-6).sqrt()
+    assert masked_patch_loss(x, unpatchify(tn, (2, 2, 2)), v) == 0
+    assert abs(float(masked_patch_loss(x, torch.zeros_like(x), v)) - 4095 / 4096) < 1e-3
+
+def test_mambamim_shapes_invariance_and_step():
+    torch.manual_seed(0)
+    m = MambaMIM(hymamba_tiny(), decoder_width=32)
+    x = torch.rand(2, 1, 64, 64, 64); v = hybrid_mask(2, 4, generator=torch.Generator().manual_seed(7))
+    m.eval()
+    with torch.no_grad():
+        feats = m.encoder(x, v, skip_enc1=True)
+        to_dec = m.densify_features(feats, v)
+        assert [tuple(t.shape[1:]) for t in to_dec] == [(32, 4, 4, 4), (16, 8, 8, 8), (8, 16, 16, 16), (4, 32, 32, 32)]
+        l1, o1 = m(x, v)
+        noise = torch.rand_like(x) * ~upsample_mask(v, 16)
+        _, o2 = m(x + noise, v)
+    assert o1['pred'].shape == x.shape and torch.equal(o1['pred'], o2['pred'])   # reconstruction ignores masked voxels
+    m.train(); opt = make_optimizer(m, 1e-3)
+    r = pretrain_step(m, opt, x, 0, 10, 2)
+    assert math.isfinite(r['loss']) and r['grad_norm'] > 0 and m.A.grad is not None
+
+def test_released_twin_runs():
+    torch.manual_seed(0)
+    m = MambaMIM(hymamba_tiny(), decoder_width=32, released=True)
+    loss, out = m(torch.rand(4, 1, 64, 64, 64))
+    assert torch.isfinite(loss)
+
+# ---------------------------------------------------------------- schedule (16), pos-embed (17)
+def test_schedule_endpoints():
+    T, W, lr = 500, 200, 1e-4
+    assert math.isclose(lr_at(0, T, W, lr), 0.005 * lr) and math.isclose(lr_at(W, T, W, lr), lr)
+    assert math.isclose(lr_at(T - 1, T, W, lr), 0.001 * lr)
+    assert math.isclose(wd_at(0, T), 0.04) and math.isclose(wd_at(T - 1, T), 0.2)
+
+def test_pos_embed():
+    pe = sincos_pos_embed_3d(6, 384)
+    assert pe.shape == (1, 216, 384)
+    om = 1. / 10000 ** (torch.arange(64) / 64)
+    for h, w, d in ((0, 0, 0), (5, 1, 3), (2, 4, 5)):
+        t = 36 * h + 6 * w + d
+        assert torch.allclose(pe[0, t, :64], torch.sin(h * om)) and torch.allclose(pe[0, t, 128:192], torch.sin(w * om))
+    enc = hymamba_tiny()
+    assert not any(p is enc.mae.pos_embed for p in enc.parameters()) and 'mae.pos_embed' in enc.state_dict()
+    with pytest.raises(ShapeError): sincos_pos_embed_3d(4, 100)
+
+def test_classifier_head():
+    torch.manual_seed(0)
+    clf = HyMambaClassifier(hymamba_tiny(), 2)
+    assert clf(torch.rand(2, 1, 64, 64, 64)).shape == (2, 2)
+
+# ---------------------------------------------------------------- real data
+def test_real_adrenal_volume(data_dir):
+    p = data_dir / 'medmnist' / 'adrenalmnist3d_64.npz'
+    if not p.exists(): pytest.skip('no AdrenalMNIST3D here')
+    x = torch.from_numpy(np.load(p)['train_images'][:2]).float()[:, None] / 255
+    torch.manual_seed(0)
+    m = MambaMIM(hymamba_tiny(), decoder_width=32)
+    loss, out = m(x)
+    assert torch.isfinite(loss) and out['mask'].shape == (2, 1, 4, 4, 4)
+    assert torch.equal(out['masked_input'] * ~upsample_mask(out['mask'], 16), torch.zeros_like(x))
