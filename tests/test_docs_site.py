@@ -1,0 +1,172 @@
+"""The documentation site, opened in a real browser (headless Chromium driven by selenium).
+
+Build the site first (`python tools/build_docs.py`, or `bash tools/ci_docs.sh` which also installs Chromium).
+Skipped, with the reason, when the built site, Chromium/chromedriver or selenium is missing.
+Screenshots go to build/docs_screens/ (git-ignored); look at them after a change to the site.
+"""
+import functools, http.server, os, shutil, socketserver, tempfile, threading, time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SITE = Path(os.environ.get('MEDSEG_DOCS_SITE', ROOT/'site'))
+SHOTS = Path(os.environ.get('MEDSEG_DOCS_SCREENS', ROOT/'build'/'docs_screens'))
+SCAN_NB = ROOT/'nbs'/'01_selective_scan.ipynb'
+SCAN_PAGE = 'selective_scan.html'  # nbdev names the page after the notebook without its number
+CHROMIUM = shutil.which('chromium') or '/usr/bin/chromium'
+CHROMEDRIVER = shutil.which('chromedriver') or '/usr/bin/chromedriver'
+FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update',
+         '--disable-sync', '--no-first-run', '--disable-dev-shm-usage', '--window-size=1280,900', '--hide-scrollbars']
+
+# tools/ci_docs.sh sets MEDSEG_DOCS_REQUIRE=1: there a missing prerequisite is a failure, not a skip.
+_missing = pytest.fail if os.environ.get('MEDSEG_DOCS_REQUIRE') == '1' else functools.partial(pytest.skip, allow_module_level=True)
+try: import selenium  # noqa: F401
+except ImportError: _missing('selenium is not installed (pip install -r docs/requirements.txt; the docs extra)')
+if not (SITE/'index.html').exists():
+    _missing(f'built site missing: {SITE}/index.html (run `python tools/build_docs.py`)')
+if not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)):
+    _missing('chromium or chromedriver missing (apt-get install -y chromium chromium-driver, or run tools/ci_docs.sh)')
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+
+
+class _Handler(http.server.SimpleHTTPRequestHandler):
+    errors: list = []
+    def log_message(self, *a): pass
+    def send_error(self, code, *a, **k):
+        self.errors.append((code, self.path)); return super().send_error(code, *a, **k)
+
+
+@pytest.fixture(scope='module')
+def server():
+    "The site on a local static web server (search and MathJax fonts need http://, not file://)."
+    h = functools.partial(_Handler, directory=str(SITE))
+    httpd = socketserver.ThreadingTCPServer(('127.0.0.1', 0), h)
+    httpd.daemon_threads = True
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    yield f'http://127.0.0.1:{httpd.server_address[1]}/'
+    httpd.shutdown(); httpd.server_close()
+
+
+@pytest.fixture(scope='module')
+def browser():
+    profile = tempfile.mkdtemp(prefix='medseg-docs-chromium-')
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = CHROMIUM
+    for f in FLAGS + [f'--user-data-dir={profile}']: opts.add_argument(f)
+    opts.set_capability('goog:loggingPrefs', {'browser': 'ALL'})
+    d = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
+    d.set_page_load_timeout(60); d.set_script_timeout(60)
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    yield d
+    d.quit(); shutil.rmtree(profile, ignore_errors=True)
+
+
+def pages():
+    return sorted(p.relative_to(SITE).as_posix() for p in SITE.rglob('*.html')
+                  if p.name != '404.html' and not p.relative_to(SITE).parts[0] in ('assets', 'search'))
+
+
+def load(d, url):
+    "Open `url`, load lazy images, wait for MathJax to finish typesetting; return this page's console messages."
+    d.get_log('browser')  # drop messages of the previous page
+    d.get(url)
+    d.execute_async_script('''const done = arguments[arguments.length - 1];
+        document.querySelectorAll('img[loading=lazy]').forEach(i => i.loading = 'eager');
+        const imgs = [...document.images].map(i => i.complete ? null : new Promise(r => { i.onload = i.onerror = r; }));
+        const mj = (window.MathJax && MathJax.startup && MathJax.startup.promise) || Promise.resolve();
+        Promise.all([mj, ...imgs.filter(Boolean)]).then(() => setTimeout(done, 100), () => done());''')
+    return d.get_log('browser')
+
+
+def shot(d, name):
+    time.sleep(0.4)  # let the header's title transition and smooth scrolling settle
+    d.save_screenshot(str(SHOTS/f'{name}.png'))
+
+
+def test_every_page_loads_without_missing_resources_or_console_errors(server, browser):
+    d, problems = browser, []
+    assert len(pages()) >= 3, pages()
+    for page in pages():
+        _Handler.errors.clear()
+        logs = load(d, server + page)
+        bad = [e['message'] for e in logs if e['level'] in ('SEVERE', 'WARNING')]
+        if bad: problems.append(f'{page}: console: {bad}')
+        if _Handler.errors: problems.append(f'{page}: HTTP errors: {_Handler.errors}')
+        remote = d.execute_script('return performance.getEntriesByType("resource").map(e => e.name)'
+                                  '.filter(n => !n.startsWith(location.origin) && !n.startsWith("data:"))')
+        if remote: problems.append(f'{page}: fetched from outside the site: {remote}')
+        broken = d.execute_script('return [...document.images].filter(i => !i.naturalWidth).map(i => i.src)')
+        if broken: problems.append(f'{page}: broken images: {broken}')
+        tex_errors = d.execute_script('''return [...document.querySelectorAll("mjx-merror")].map(e => {
+            const c = e.closest("mjx-container"), items = MathJax.startup.document.getMathItemsWithin(c.parentNode);
+            return (e.getAttribute("data-mjx-error") || "TeX error") + " in " +
+                   JSON.stringify(items.length ? items[0].math : c.textContent).slice(0, 160); })''')
+        if tex_errors: problems.append(f'{page}: MathJax could not typeset: {tex_errors}')
+        title = d.find_element(By.CSS_SELECTOR, '.md-content h1').text
+        if not title.strip(): problems.append(f'{page}: no title')
+        shot(d, page.replace('/', '_')[:-5])
+    assert not problems, '\n'.join(problems)
+
+
+def _scan_page(server, d):
+    "The selective-scan notebook's page; until that notebook exists, the first page with both maths and a plot."
+    if (SITE/SCAN_PAGE).exists() or SCAN_NB.exists(): return SCAN_PAGE
+    for page in pages():
+        load(d, server + page)
+        if d.find_elements(By.CSS_SELECTOR, '.md-content mjx-container') and \
+           d.find_elements(By.CSS_SELECTOR, '.md-content figure.nb-figure img'): return page
+    pytest.skip(f'{SCAN_NB.name} is not written yet and no other page has both maths and a plot')
+
+
+def test_scan_page_shows_a_rendered_equation_and_a_plot(server, browser):
+    d = browser
+    page = _scan_page(server, d)
+    assert (SITE/page).exists(), f'{page} missing from the site although {SCAN_NB.name} exists'
+    load(d, server + page)
+    eqs = [e for e in d.find_elements(By.CSS_SELECTOR, '.md-content mjx-container') if e.is_displayed()]
+    assert eqs, f'no equation typeset by MathJax on {page}'
+    eq = eqs[0]
+    d.execute_script('arguments[0].scrollIntoView({block: "center"})', eq)
+    assert eq.size['width'] > 5 and eq.size['height'] > 5, eq.size
+    # MathJax drew glyphs with its own (bundled) fonts, not a fallback: the font face must have loaded
+    assert d.execute_script('return [...document.fonts].some(f => f.family.includes("MJXZERO") || '
+                            'f.family.startsWith("MJXTEX") && f.status === "loaded")'), 'MathJax fonts did not load'
+    shot(d, f'scan_equation__{page[:-5]}')
+    imgs = [i for i in d.find_elements(By.CSS_SELECTOR, '.md-content figure.nb-figure img') if i.is_displayed()]
+    assert imgs, f'no plot on {page}'
+    img = imgs[0]
+    d.execute_script('arguments[0].scrollIntoView({block: "center"})', img)
+    assert d.execute_script('return arguments[0].complete && arguments[0].naturalWidth', img) > 50
+    assert img.size['width'] > 100 and img.size['height'] > 50, img.size
+    shot(d, f'scan_plot__{page[:-5]}')
+
+
+def test_api_reference_lists_selective_scan(server, browser):
+    d = browser
+    load(d, server + 'api.html')
+    shot(d, 'api_reference')
+    names = d.execute_script('return [...document.querySelectorAll(".md-content h3, .md-content h4")].map(h => h.id)')
+    assert 'check_shape' in names, names[:20]  # the API of the core notebook is always there
+    if not SCAN_NB.exists(): pytest.skip(f'{SCAN_NB.name} is not written yet, so there is no selective_scan to list')
+    assert 'selective_scan' in names, f'selective_scan missing from the API reference: {names}'
+    h = d.find_element(By.ID, 'selective_scan')
+    assert h.is_displayed() and 'selective_scan' in h.text
+    sig = h.find_element(By.XPATH, 'following::pre[1]').text
+    assert sig.startswith('def selective_scan('), sig
+
+
+def test_search_finds_a_function(server, browser):
+    d = browser
+    load(d, server + 'index.html')
+    d.find_element(By.CSS_SELECTOR, 'label.md-search__icon, .md-search__input').click()
+    box = d.find_element(By.CSS_SELECTOR, 'input.md-search__input')
+    box.send_keys('check_shape')
+    deadline = time.time() + 15
+    while time.time() < deadline and not d.find_elements(By.CSS_SELECTOR, '.md-search-result__item'): time.sleep(0.2)
+    hits = d.find_elements(By.CSS_SELECTOR, '.md-search-result__item')
+    shot(d, 'search_check_shape')
+    assert hits, 'offline search returned nothing for check_shape'
+    assert any('check_shape' in h.text for h in hits), [h.text[:80] for h in hits]

@@ -1,0 +1,371 @@
+#!/usr/bin/env python
+"""Build the documentation site from the notebooks in `nbs/`, offline, without Quarto.
+
+    python tools/build_docs.py            # -> site/index.html (open it through any static web server)
+
+Steps (see docs/README.md for why this pipeline and not Jupyter Book):
+1. nbdev's own notebook processors (`nbdev.serve.proc_nbs`, the step `nbdev-docs` runs before Quarto) write
+   processed notebooks to `_proc/`: `#| hide` cells dropped, `#| export` sources removed, `show_doc` cells added
+   and executed for every exported function/class, `# Title` + `> subtitle` turned into front matter.
+2. Each processed notebook becomes one Markdown page (saved outputs kept: text, tables, plots, show_doc output),
+   in nbdev's sidebar order (index first, then by file name).
+3. An API reference page is generated from `medseg_tutor/_modidx.py` with nbdev's `show_doc` (signature,
+   parameter comments, docstring) for every exported function, class and public method.
+4. mkdocs + Material build the static site with offline search; MathJax 3 and its fonts are copied from the
+   `django-static-mathjax` wheel into the site, so nothing is fetched from a CDN when a page is viewed.
+
+`nbdev-docs` keeps working where Quarto is installed (nbs/_quarto.yml, nbs/nbdev.yml, nbs/styles.css).
+"""
+from __future__ import annotations
+
+import argparse, json, os, posixpath, re, shutil, subprocess, sys, time, base64
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCS = ROOT/'docs'
+_ANSI = re.compile(r'\x1B(?:[@-Z\\-_]|\[[0-?]*[ -/]*[@-~])')
+_DIRECTIVE = re.compile(r'^\s*#\|\s*([\w-]+)\s*:?\s*(.*?)\s*$')
+_IMG_EXTS = {'.png', '.jpg', '.jpeg', '.gif', '.svg', '.webp'}
+# MathJax 3 pieces the pages need: the tex-chtml bundle, lazily loaded TeX extensions, the CHTML fonts, the menu.
+_MJ_PARTS = ['tex-chtml.js', 'input', 'output/chtml', 'ui', 'a11y', 'adaptors']
+
+
+def log(msg): print(f'[build_docs {time.strftime("%H:%M:%S")}] {msg}', flush=True)
+
+
+# ---------------------------------------------------------------------------------------------------- notebooks
+def _fence(text: str, lang: str = '', cls: str = '') -> str:
+    "A fenced block long enough not to be closed by backticks inside `text`."
+    runs = [len(m) for m in re.findall(r'`{3,}', text)]
+    f = '`' * max(3, max(runs, default=0) + 1)
+    attrs = f'{{ .{lang or "text"}{" ." + cls if cls else ""} }}' if cls else lang
+    return f'{f}{attrs}\n{text.rstrip()}\n{f}'
+
+
+def _directives(src: str):
+    "Split leading `#| key: value` lines (Quarto/nbdev directives) off a code cell."
+    lines, d = src.splitlines(), {}
+    i = 0
+    while i < len(lines) and (m := _DIRECTIVE.match(lines[i])):
+        d[m.group(1).lower()] = m.group(2).strip().lower()
+        i += 1
+    return d, '\n'.join(lines[i:]).strip('\n')
+
+
+class Links:
+    "Rewrite nbdev's site-absolute links (`/core.html#x`) to relative ones and drop dead `[source]` links."
+    def __init__(self, page: str, git_url: str):
+        self.dir = posixpath.dirname(page)
+        self.git_url = git_url
+
+    def __call__(self, md: str) -> str:
+        if not self.git_url.startswith('http'):  # no repository URL configured: nbdev's source link would be dead
+            md = re.sub(r'\[source\]\(/blob/[^)]*\)(\{[^}]*\})?\s*', '', md)
+        def rel(m):
+            target = m.group(2)
+            path, _, frag = target.partition('#')
+            r = posixpath.relpath(path.lstrip('/') or 'index.html', self.dir or '.')
+            r = r[:-5] + '.md'  # mkdocs checks links between .md sources and writes them as .html
+            return f'{m.group(1)}({r}{"#" + frag if frag else ""})'
+        return re.sub(r'(\]|\bhref=)\((/(?!/)[^)\s]*\.html(?:#[^)\s]*)?)\)', rel, md)
+
+
+DISPLAY_MARK = r'\displaystyle{}{}{}'  # docs/hooks.py turns `\(<mark>...\)` into display maths `\[...\]`
+
+
+def _display_math(seg: str) -> str:
+    "`$$...$$` anywhere (own line, mid-sentence, inside a list item) -> inline maths marked for display."
+    return re.sub(r'(?<![\\$])\$\$(.+?)(?<!\\)\$\$', lambda m: f'${DISPLAY_MARK} {m.group(1).strip()}$', seg, flags=re.S)
+
+
+def _fix_markdown(md: str) -> str:
+    """Bridge CommonMark habits (what Jupyter and Quarto accept) to Python-Markdown: a list right after a paragraph
+    line needs a blank line before it, and `$$` display maths may sit anywhere, e.g. inside a list item."""
+    out, in_code = [], False
+    list_re = re.compile(r'^(?:[-*+]|\d+[.)])\s')
+    for line in md.splitlines():
+        s = line.strip()
+        prev = out[-1] if out else ''
+        if s.startswith(('```', '~~~')): in_code = not in_code; out.append(line); continue
+        if in_code: out.append(line); continue
+        if list_re.match(line) and prev.strip() and not list_re.match(prev.lstrip()) and not prev.startswith((' ', '\t', '>', '|', '#')):
+            out.append('')
+        out.append(line)
+    # display maths outside fenced code
+    parts = re.split(r'(^[ \t]*(?:```|~~~).*?^[ \t]*(?:```|~~~)[^\n]*$)', '\n'.join(out), flags=re.S | re.M)
+    return ''.join(p if i % 2 else _display_math(p) for i, p in enumerate(parts))
+
+
+def _anchor_headings(md: str) -> str:
+    "show_doc headings get nbdev's anchors (`Trainer.fit` -> #trainer.fit), which Python-Markdown would slug differently."
+    return re.sub(r'^(#{2,6}) ([\w.]+)\s*$', lambda m: f'{m.group(1)} {m.group(2)} {{ #{m.group(2).lower()} }}', md, flags=re.M)
+
+
+def _text(x) -> str: return ''.join(x) if isinstance(x, list) else (x or '')
+
+
+class Page:
+    "One processed notebook -> one Markdown page plus its image files."
+    def __init__(self, src: Path, rel: Path, out_dir: Path, git_url: str):
+        self.src, self.nb = src, json.loads(src.read_text(encoding='utf-8'))
+        self.fm = {}
+        for c in self.nb['cells']:
+            if c['cell_type'] == 'raw' and _text(c['source']).lstrip().startswith('---'):
+                import yaml
+                self.fm = yaml.safe_load(_text(c['source']).strip().strip('-')) or {}
+                break
+        of = self.fm.get('output-file') or re.sub(r'^\d+_', '', rel.stem) + '.html'
+        self.page = (rel.parent/Path(of).with_suffix('.md')).as_posix()
+        self.html = self.page[:-3] + '.html'
+        self.title = str(self.fm.get('title') or rel.stem)
+        self.out_dir, self.links = out_dir, Links(self.page, git_url)
+        self.files_dir = Path(self.page).with_suffix('').as_posix() + '_files'
+        self.n_img, self.n_math = 0, 0
+
+    def _save(self, name: str, data: bytes) -> str:
+        p = self.out_dir/self.files_dir/name
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(data)
+        self.n_img += 1
+        return posixpath.relpath(f'{self.files_dir}/{name}', posixpath.dirname(self.page) or '.')
+
+    def _output(self, o, ci: int, oi: int, asis: bool) -> str:
+        t = o.get('output_type')
+        if t == 'stream':
+            txt = _ANSI.sub('', _text(o.get('text')))
+            return _fence(txt, 'text', 'nb-stderr' if o.get('name') == 'stderr' else 'nb-stream') if txt.strip() else ''
+        if t == 'error':
+            tb = _ANSI.sub('', '\n'.join(o.get('traceback') or [f"{o.get('ename')}: {o.get('evalue')}"]))
+            return _fence(tb, 'text', 'nb-error')
+        d = o.get('data', {})
+        if 'text/markdown' in d:
+            md = self.links(_anchor_headings(_text(d['text/markdown'])))
+            return md if asis else f'<div class="nb-output" markdown>\n\n{md}\n\n</div>'
+        for mime, ext in (('image/svg+xml', 'svg'), ('image/png', 'png'), ('image/jpeg', 'jpg'), ('image/gif', 'gif')):
+            if mime in d:
+                raw = _text(d[mime])
+                data = raw.encode() if ext == 'svg' else base64.b64decode(raw)
+                path = self._save(f'cell{ci}_out{oi}.{ext}', data)
+                return f'<figure class="nb-figure" markdown>\n![plot: output of cell {ci}]({path}){{ loading=lazy }}\n</figure>'
+        if 'text/html' in d:
+            html = _text(d['text/html'])
+            if re.search(r'<script\b', html, re.I) and 'text/plain' in d:  # widgets etc. would need JS we don't ship
+                return _fence(_ANSI.sub('', _text(d['text/plain'])), 'text', 'nb-result')
+            return f'<div class="nb-output nb-html" markdown="0">\n{html.strip()}\n</div>'
+        if 'text/latex' in d:
+            self.n_math += 1
+            return '\n' + _text(d['text/latex']).strip() + '\n'
+        if 'text/plain' in d:
+            return _fence(_ANSI.sub('', _text(d['text/plain'])), 'text', 'nb-result')
+        return ''
+
+    def markdown(self) -> str:
+        parts = [f'# {self.title}']
+        if self.fm.get('description'):
+            parts.append(f'{_fix_markdown(str(self.fm["description"]).strip())}\n{{: .nb-subtitle }}')
+        for ci, c in enumerate(self.nb['cells']):
+            src = _text(c.get('source'))
+            if c['cell_type'] == 'markdown':
+                if src.strip().startswith('<!-- WARNING: THIS FILE WAS AUTOGENERATED'): continue
+                for name, att in (c.get('attachments') or {}).items():
+                    for mime, data in att.items():
+                        if mime.startswith('image/'):
+                            p = self._save(f'cell{ci}_{name}', base64.b64decode(_text(data)) if 'svg' not in mime else _text(data).encode())
+                            src = src.replace(f'attachment:{name}', p)
+                self.n_math += len(re.findall(r'\$', src)) // 2
+                parts.append(self.links(_fix_markdown(src)))
+            elif c['cell_type'] == 'code':
+                d, code = _directives(src)
+                if d.get('include') == 'false': continue
+                if code.strip() and d.get('echo') != 'false': parts.append(_fence(code, 'python'))
+                if d.get('output') == 'false': continue
+                asis = d.get('output') == 'asis'
+                for oi, o in enumerate(c.get('outputs', [])):
+                    if (md := self._output(o, ci, oi, asis)): parts.append(md)
+            # raw cells (front matter, format-specific output) are not shown
+        return '\n\n'.join(parts) + '\n'
+
+
+def _nb_order(nbs: Path, proc: Path):
+    "Processed notebooks in nbdev's sidebar order: index first, then by folder and file name."
+    from nbdev.doclinks import nbglob
+    files = [Path(f) for f in nbglob(nbs, file_re=r'\.ipynb$')]
+    key = lambda f: (f.relative_to(nbs).parent.as_posix(), '00' if f.name.startswith('index.') else f.name)
+    return [(proc/f.relative_to(nbs), f.relative_to(nbs)) for f in sorted(files, key=key)]
+
+
+def _needed_for_docs(cell) -> bool:
+    """Which cells run while building docs. nbdev runs export cells, show_doc cells and every cell that contains an
+    import; we run the same except cells that mix imports with other code (nbdev warns about those: they can
+    train a model for minutes or need state from cells that are not run). Those keep their saved outputs."""
+    import ast
+    from nbdev.processors import _do_eval, _show_docs
+    if not _do_eval(cell): return False
+    if cell.directives_.keys() & {'export', 'exports', 'exporti', 'exec_doc'}: return True
+    trees = cell.parsed_()
+    return all(isinstance(t, (ast.Import, ast.ImportFrom)) for t in trees) or bool(_show_docs(trees))
+
+
+def process_notebooks(nbs: Path, proc: Path) -> dict:
+    """nbdev's documentation processors (what `nbdev-docs` runs before Quarto) over every notebook, in this process,
+    with cwd nbs/ like nbdev-test. Two differences from `nbdev.serve.proc_nbs`: see `_needed_for_docs` for the
+    cells that are executed; and a cell that fails when executed doesn't stop the build: it is reported in the
+    log (and fails --strict) and keeps the outputs saved in the notebook. Returns {notebook: [error, ...]}."""
+    from fastcore.nbio import read_nb, write_nb
+    from nbdev.processors import FilterDefaults, exec_show_docs
+    errors, current = {}, []
+
+    class tolerant_exec_show_docs(exec_show_docs):
+        def __call__(self, cell):
+            if not _needed_for_docs(cell): return  # keeps its saved outputs
+            saved = cell.get('outputs')
+            try: super().__call__(cell)
+            except Exception as e:  # keep the outputs saved in the notebook rather than this run's traceback
+                current.append(str(e).strip())
+                if saved is not None: cell['outputs'] = saved
+
+    class Filter(FilterDefaults):
+        def base_procs(self): return [tolerant_exec_show_docs if p is exec_show_docs else p for p in super().base_procs()]
+
+    if proc.exists(): shutil.rmtree(proc)
+    cwd, os.environ['IN_TEST'] = os.getcwd(), '1'
+    os.chdir(nbs)
+    try:
+        for src, rel in _nb_order(nbs, nbs):
+            t = time.time(); current.clear()
+            nb = read_nb(src)
+            import warnings
+            with warnings.catch_warnings(record=True) as w:  # nbdev's "imports and other code" warning, once a cell
+                warnings.simplefilter('always')
+                Filter()(nb)
+            mixed = sum('imports and other code' in str(x.message) for x in w)
+            if current: errors[rel.as_posix()] = list(current)
+            dst = proc/rel; dst.parent.mkdir(parents=True, exist_ok=True)
+            write_nb(nb, dst)
+            try:
+                import matplotlib.pyplot as plt; plt.close('all')
+            except Exception: pass
+            log(f'  {rel} processed in {time.time()-t:.1f}s' + (f'  ({len(current)} cell(s) FAILED)' if current else '')
+                + (f'  [{mixed} cell(s) mix imports with code: not re-run, saved outputs shown]' if mixed else ''))
+    finally:
+        os.chdir(cwd); os.environ.pop('IN_TEST', None)
+    for f in nbs.rglob('*'):  # images referenced from markdown cells (e.g. nbs/images/x.png)
+        if f.suffix.lower() in _IMG_EXTS and not any(s.startswith(('.', '_')) for s in f.relative_to(nbs).parts):
+            d = proc/f.relative_to(nbs); d.parent.mkdir(parents=True, exist_ok=True); shutil.copy2(f, d)
+    return errors
+
+
+# ---------------------------------------------------------------------------------------------------- API page
+def api_markdown(links: Links, cfg) -> tuple[str, list[str]]:
+    "One section per exported module: nbdev's show_doc for each exported function, class and public method."
+    import importlib
+    from nbdev.showdoc import show_doc
+    lib = cfg.lib_name
+    modidx = importlib.import_module(f'{lib}._modidx').d['syms']
+    parts = ['# API reference',
+             'Every function and class the notebooks export, module by module, with its signature, the meaning of '
+             'each argument and its docstring. The name of a module links to the notebook that derives it.\n'
+             '{: .nb-subtitle }']
+    problems = []
+    for mod in sorted(modidx):
+        syms = modidx[mod]
+        if not syms: continue
+        page = next(iter(syms.values()))[0].split('#')[0]
+        parts.append(f'## `{mod}` {{ #{mod.replace(".", "-")} }}\n\n[Notebook: {page[:-5]}](/{page})')
+        try: m = importlib.import_module(mod)
+        except Exception as e:  # a notebook being rewritten can break its module; say so on the page, keep building
+            problems.append(f'{mod}: {type(e).__name__}: {e}')
+            parts.append(f'!!! warning "Could not import `{mod}`"\n    `{type(e).__name__}: {e}`'); continue
+        for full, (doc, _) in syms.items():
+            qual = full[len(mod) + 1:]
+            if any(p.startswith('_') for p in qual.split('.')): continue
+            obj = m
+            try:
+                for p in qual.split('.'): obj = getattr(obj, p)
+                md = show_doc(obj, title_level=3 + qual.count('.'))._repr_markdown_()
+            except Exception as e:
+                problems.append(f'{full}: {type(e).__name__}: {e}'); continue
+            if '.' in qual: doc = doc.split('#')[0] + '#' + qual.split('.')[0].lower()  # notebooks document the class
+            if '.' in qual: doc = doc.split('#')[0] + '#' + qual.split('.')[0].lower()  # notebooks document the class
+            md = re.sub(r'\[source\]\([^)]*\)(\{[^}]*\})?', f'[in the notebook](/{doc}){{ .nb-srclink }}', md, count=1)
+            parts.append(_anchor_headings(md))
+    return links('\n\n'.join(parts)) + '\n', problems
+
+
+# ---------------------------------------------------------------------------------------------------- build
+def _copy_mathjax(dst: Path):
+    import importlib.util
+    spec = importlib.util.find_spec('mathjax')
+    src = Path(spec.origin).parent/'static'/'mathjax'/'es5' if spec and spec.origin else None
+    if not src or not (src/'tex-chtml.js').exists():
+        sys.exit('MathJax not found: pip install django-static-mathjax (see docs/README.md, the docs extra)')
+    for part in _MJ_PARTS:
+        s, d = src/part, dst/part
+        if s.is_dir(): shutil.copytree(s, d, dirs_exist_ok=True)
+        elif s.exists(): d.parent.mkdir(parents=True, exist_ok=True); shutil.copy2(s, d)
+    shutil.copy2(src.parent/'LICENSE', dst/'LICENSE')
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    ap.add_argument('--site', default=str(ROOT/'site'), help='output folder of the static site (default: site/)')
+    ap.add_argument('--work', default=str(ROOT/'build'/'docs_md'), help='generated Markdown sources (default: build/docs_md)')
+    ap.add_argument('--strict', action='store_true', help='fail on mkdocs warnings, API import problems and cells that fail under doc processing')
+    a = ap.parse_args(argv)
+    t0 = time.time()
+    os.chdir(ROOT)
+    os.environ.setdefault('OMP_NUM_THREADS', '1'); os.environ.setdefault('MPLBACKEND', 'Agg')
+    from nbdev.config import get_config
+    cfg = get_config()
+    git_url = str(cfg.get('git_url', '') or '')
+
+    log(f'1/4 nbdev processes the notebooks in {cfg.nbs_path.relative_to(ROOT)}/ (hide, show_doc, exports) -> build/docs_proc/')
+    proc = ROOT/'build'/'docs_proc'
+    errors = process_notebooks(cfg.nbs_path, proc)
+    t1 = time.time()
+
+    work, site = Path(a.work), Path(a.site)
+    if work.exists(): shutil.rmtree(work)
+    work.mkdir(parents=True)
+    log(f'2/4 notebooks -> Markdown in {work}')
+    nav, pages = [], []
+    for src, rel in _nb_order(cfg.nbs_path, proc):
+        if not src.exists(): log(f'  skipped {rel}: not processed'); continue
+        p = Page(src, rel, work, git_url)
+        (work/p.page).parent.mkdir(parents=True, exist_ok=True)
+        (work/p.page).write_text(p.markdown(), encoding='utf-8')
+        nav.append({('Home' if p.page == 'index.md' else p.title): p.page}); pages.append(p)
+        log(f'  {rel} -> {p.page} ({p.n_img} images)')
+    for f in proc.rglob('*'):
+        if f.suffix.lower() in _IMG_EXTS: d = work/f.relative_to(proc); d.parent.mkdir(parents=True, exist_ok=True); shutil.copy2(f, d)
+
+    log('3/4 API reference from _modidx.py with show_doc')
+    sys.path.insert(0, str(ROOT))
+    api, problems = api_markdown(Links('api.md', git_url), cfg)
+    (work/'api.md').write_text(api, encoding='utf-8')
+    nav.append({'API reference': 'api.md'})
+    for pr in problems: log(f'  API WARNING {pr}')
+    t2 = time.time()
+
+    log('4/4 mkdocs (Material theme, offline search, local MathJax)')
+    shutil.copytree(DOCS/'assets', work/'assets', dirs_exist_ok=True)
+    _copy_mathjax(work/'assets'/'mathjax')
+    import yaml
+    conf = {'INHERIT': str(DOCS/'mkdocs.yml'), 'hooks': [str(DOCS/'hooks.py')], 'site_name': str(cfg.get('title') or cfg.lib_name),
+            'site_description': str(cfg.get('description') or ''), 'docs_dir': str(work), 'site_dir': str(site),
+            'nav': nav}
+    conf_path = work.parent/'mkdocs.gen.yml'
+    conf_path.write_text(yaml.safe_dump(conf, sort_keys=False), encoding='utf-8')
+    cmd = [sys.executable, '-m', 'mkdocs', 'build', '--clean', '-f', str(conf_path)] + (['--strict'] if a.strict else [])
+    r = subprocess.run(cmd, cwd=ROOT, env={**os.environ, 'NO_MKDOCS_2_WARNING': '1'})
+    t3 = time.time()
+    if r.returncode: sys.exit(f'mkdocs build failed ({r.returncode})')
+    log(f'done: {len(pages)} notebook pages + API reference -> {site}/index.html  '
+        f'(nbdev processing {t1-t0:.1f}s, markdown+API {t2-t1:.1f}s, mkdocs {t3-t2:.1f}s, total {t3-t0:.1f}s)')
+    log(f'view it with: python -m http.server -d {os.path.relpath(site)} 8000   (then open http://localhost:8000)')
+    for nb, errs in errors.items(): log(f'WARNING {nb}: {len(errs)} cell(s) failed under nbdev doc processing: ' + errs[0].splitlines()[-1])
+    if a.strict and (problems or errors): sys.exit(f'--strict: {len(problems)} API problems, {len(errors)} notebooks with failing cells')
+
+
+if __name__ == '__main__':
+    main()
