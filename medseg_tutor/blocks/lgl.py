@@ -71,7 +71,7 @@ def local_prop(t:torch.Tensor, # sparse tokens (B, h', w', C)
     B, h, w, C = t.shape
     r = weight.shape[-1]
     wt = weight[:, 0].permute(1, 2, 0)                              # (r, r, C)
-    out = t.view(B, h, 1, w, 1, C) * wt.view(r, 1, r, C) + bias     # (B, h', r, w', r, C)
+    out = t.reshape(B, h, 1, w, 1, C) * wt.reshape(r, 1, r, C) + bias   # (B, h', r, w', r, C)
     return out.reshape(B, h * r, w * r, C)
 
 class GlobalSparseAttn(nn.Module):
@@ -93,7 +93,7 @@ class GlobalSparseAttn(nn.Module):
 
     def _qkv(self, s):
         B, h, w, C = s.shape
-        return self.qkv(s.reshape(B, h * w, C)).view(B, h * w, 3, self.num_heads, C // self.num_heads).permute(2, 0, 3, 1, 4).unbind(0)
+        return self.qkv(s.reshape(B, h * w, C)).reshape(B, h * w, 3, self.num_heads, C // self.num_heads).permute(2, 0, 3, 1, 4).unbind(0)
 
     def attention_maps(self, x:torch.Tensor) -> torch.Tensor:
         "Attention probabilities (B, heads, N', N') among the sampled tokens of the normalised tokens `x` (B, h, w, C)."
