@@ -93,7 +93,7 @@ def main(argv=None):
             f, fb = r['fwd'], r['fwd+bwd']
             bf, bfb = rows[base]['fwd'], rows[base]['fwd+bwd']
             gbs = min_bytes(batch, dim, L, N, esize, True) / (fb * 1e-3) / 1e9 if fb and fb == fb else float('nan')
-            line = f"| {impl} | {f:.3f} | {fb:.3f} | {f / bf:.2f} | {fb / bfb:.2f} | {gbs:.0f} |"
+            line = f"| {impl} | {f:.3f} | {fb:.3f} | {f / bf:.2f} | {fb / bfb:.2f} | {gbs:.1f} |"
             if peak: line += f" {100 * gbs * 1e9 / peak:.1f} |"
             if cuda: line += f" {r['fwd mem']:.0f} | {r['fwd+bwd mem']:.0f} |"
             print(line)
