@@ -216,3 +216,28 @@ def test_real_adrenal_volume(data_dir):
     loss, out = m(x)
     assert torch.isfinite(loss) and out['mask'].shape == (2, 1, 4, 4, 4)
     assert torch.equal(out['masked_input'] * ~upsample_mask(out['mask'], 16), torch.zeros_like(x))
+
+# ---------------------------------------------------------------- fine-tuning
+from medseg_tutor.mim.finetune import HyMambaUNETR, load_encoder, dice_ce_loss, sliding_window_predict
+
+def test_load_encoder_report_and_shape_error():
+    torch.manual_seed(0)
+    mim = MambaMIM(hymamba_tiny(), decoder_width=32)
+    seg = HyMambaUNETR(hymamba_tiny(), 2)
+    rep = load_encoder(seg, mim.state_dict(), verbose=False)
+    assert not rep['missing'] and not rep['unexpected']
+    assert torch.equal(seg.encoder.embeddings.stem.weight, mim.encoder.embeddings.stem.weight)
+    sd = dict(mim.encoder.state_dict()); sd['mae.blocks.0.mamba.conv1d_b.weight'] = torch.zeros(1)
+    assert load_encoder(seg, sd, verbose=False)['unexpected'] == ['mae.blocks.0.mamba.conv1d_b.weight']
+    with pytest.raises(ShapeError): load_encoder(HyMambaUNETR(hymamba_tiny(channels=(8, 16, 32, 48, 48)), 2), sd, verbose=False)
+    with torch.no_grad(): assert seg(torch.rand(1, 1, 32, 32, 32)).shape == (1, 2, 32, 32, 32)
+
+def test_dice_ce_and_sliding_window():
+    lg, tg = torch.randn(2, 3, 6, 6, 6), torch.randint(0, 3, (2, 6, 6, 6))
+    assert dice_ce_loss(torch.nn.functional.one_hot(tg, 3).movedim(-1, 1).float() * 50, tg) < 1e-4
+    monai = pytest.importorskip('monai')
+    from monai.losses import DiceCELoss
+    assert torch.allclose(dice_ce_loss(lg, tg), DiceCELoss(to_onehot_y=True, softmax=True)(lg, tg[:, None]), atol=1e-5)
+    conv = torch.nn.Conv3d(1, 2, 1); vol = torch.randn(1, 1, 30, 20, 12)
+    for mode in ('constant', 'gaussian'):
+        assert torch.allclose(sliding_window_predict(conv, vol, 16, 0.5, mode=mode), conv(vol), atol=1e-5)
