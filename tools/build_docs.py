@@ -276,7 +276,7 @@ def api_markdown(links: Links, cfg) -> tuple[str, list[str]]:
         except Exception as e:  # a notebook being rewritten can break its module; say so on the page, keep building
             problems.append(f'{mod}: {type(e).__name__}: {e}')
             parts.append(f'!!! warning "Could not import `{mod}`"\n    `{type(e).__name__}: {e}`'); continue
-        for full, (doc, _) in syms.items():
+        for full, (doc, _) in sorted(syms.items(), key=lambda kv: kv[0].lower()):  # methods follow their class
             qual = full[len(mod) + 1:]
             if any(p.startswith('_') for p in qual.split('.')): continue
             obj = m
@@ -328,13 +328,20 @@ def main(argv=None):
     if work.exists(): shutil.rmtree(work)
     work.mkdir(parents=True)
     log(f'2/4 notebooks -> Markdown in {work}')
+    import yaml
+    sections = {str(k): v for k, v in ((yaml.safe_load((DOCS/'mkdocs.yml').read_text()).get('extra') or {}).get('nb_sections') or {}).items()}
     nav, pages = [], []
     for src, rel in _nb_order(cfg.nbs_path, proc):
         if not src.exists(): log(f'  skipped {rel}: not processed'); continue
         p = Page(src, rel, work, git_url)
         (work/p.page).parent.mkdir(parents=True, exist_ok=True)
         (work/p.page).write_text(p.markdown(), encoding='utf-8')
-        nav.append({('Home' if p.page == 'index.md' else p.title): p.page}); pages.append(p)
+        entry = {('Home' if p.page == 'index.md' else p.title): p.page}
+        sec = sections.get(m.group(1)) if (m := re.match(r'(\d)\d_', rel.name)) and len(rel.parts) == 1 else None
+        if sec and nav and isinstance(nav[-1].get(sec), list): nav[-1][sec].append(entry)
+        elif sec: nav.append({sec: [entry]})
+        else: nav.append(entry)
+        pages.append(p)
         log(f'  {rel} -> {p.page} ({p.n_img} images)')
     for f in proc.rglob('*'):
         if f.suffix.lower() in _IMG_EXTS: d = work/f.relative_to(proc); d.parent.mkdir(parents=True, exist_ok=True); shutil.copy2(f, d)
@@ -350,7 +357,6 @@ def main(argv=None):
     log('4/4 mkdocs (Material theme, offline search, local MathJax)')
     shutil.copytree(DOCS/'assets', work/'assets', dirs_exist_ok=True)
     _copy_mathjax(work/'assets'/'mathjax')
-    import yaml
     conf = {'INHERIT': str(DOCS/'mkdocs.yml'), 'hooks': [str(DOCS/'hooks.py')], 'site_name': str(cfg.get('title') or cfg.lib_name),
             'site_description': str(cfg.get('description') or ''), 'docs_dir': str(work), 'site_dir': str(site),
             'nav': nav}
