@@ -486,6 +486,9 @@ def _selective_scan_triton(u, delta, A, B, C, D, z, delta_bias, delta_softplus, 
     if B.dim() == 2 or C.dim() == 2:
         raise ShapeError("impl='triton' supports variable (batch, N, L) or grouped (batch, G, N, L) B and C; "
                          "for constant (dim, N) B or C use impl='chunked'")
+    if u.numel() * max(1, A.shape[1] // 2) >= 2**31:     # the kernels index with int32 (gB/gC partials are the largest)
+        raise ShapeError(f"u has shape {tuple(u.shape)}: too large for impl='triton' (int32 indexing); "
+                         "split the batch or use impl='cuda' / 'chunked'")
     B4 = B[:, None] if B.dim() == 3 else B
     C4 = C[:, None] if C.dim() == 3 else C
     G = math.lcm(B4.shape[1], C4.shape[1])                 # both divide dim, so their lcm does too
