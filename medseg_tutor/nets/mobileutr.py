@@ -78,7 +78,7 @@ class MobileUtr(nn.Module):
         x = self.dec4(torch.cat([x, p2], 1))
         x = self.dec3(torch.cat([self.up3(_bilinear_up2(x)), p1], 1))
         x = self.dec2(torch.cat([self.up2(_bilinear_up2(x)), p0], 1))
-        return self.head(self.up1(_bilinear_up2(x)))
+        return self.head(self.up1(_bilinear_up2(x))).contiguous()   # plain NCHW logits (a no-op for one class)
 
 def mobileutr(**kw) -> MobileUtr:
     "MobileUtr (released `mobileuvit`): dims 16/32/64/128, depths 1/1/3/3/3, 4 heads; 1,390,305 params for 1 class."
