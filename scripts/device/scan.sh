@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
 # GPU checks and benchmark of medseg_tutor.ssm (selective scan + Mamba block) against mamba-ssm's CUDA kernel.
-# Run from the repo root on the device with the mamba-ssm sdist carried in .whl/ (see scripts/build_mamba_ssm.sh):
-#   bash scripts/device/scan.sh            # logs under $OUT (default /tmp/out)
-# If $OUT/../prebuilt or .whl/prebuilt holds a mamba_ssm wheel (split as part files), it is installed instead of building.
+# Run from the repo root on the device, carrying the git-ignored folder .whl/ (device tool: carry=[".whl"]):
+#   .whl/mamba_ssm-2.3.2.post1.tar.gz   sdist (here: MAMBA_SKIP_CUDA_BUILD=TRUE pip download --no-deps --no-binary :all:
+#                                        --no-build-isolation mamba-ssm==2.3.2.post1 -d .whl)
+#   .whl/py/*.whl                        pytest, pluggy, iniconfig, pygments (installed only if the image lacks pytest)
+#   .whl/prebuilt/mamba_ssm-*.whl.partNN optional: the wheel a previous run built (it writes the parts to
+#                                        $OUT/prebuilt); if present it is installed instead of building (saves ~2.5 min)
+#   bash scripts/device/scan.sh          # ~4 min with a build, ~3.5 min without; logs under $OUT (default /tmp/out)
 set -o pipefail
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
