@@ -121,3 +121,36 @@ def test_devcache_if_built():
     tr, va = TensorSegData.from_npz(p, 'train', 1), TensorSegData.from_npz(p, 'val', 1)
     assert len(tr) == 452 and len(va) == 195 and not set(tr.names) & set(va.names)
     assert tr.masks.flatten(1).any(1).all()          # benign + malignant: every mask has a lesion
+
+def test_time_budget_shortens_run_and_completes_schedule(tmp_path):
+    cfg = CFG.replace(epochs=50, time_budget_s=0.0)
+    tr = Trainer(TinyUNet(width=4), toy(16), toy(8, seed=1), cfg, out=tmp_path, device='cpu')
+    res = tr.fit()
+    assert res['epochs'] == 2 and tr.cfg.epochs == 2
+    assert tr.opt.param_groups[0]['lr'] == 0.0          # poly re-planned to end at the last epoch run
+    tr2 = Trainer(TinyUNet(width=4), toy(16), toy(8, seed=1), cfg, out=tmp_path, device='cpu')
+    assert tr2.fit(resume=True)['epochs'] == 2          # a resumed shortened run stays shortened
+
+DDP_SCRIPT = '''
+import os, sys, torch
+sys.path.insert(0, {repo!r}); sys.path.insert(0, {tests!r})
+torch.set_num_threads(1)
+from test_engine import toy, CFG
+from medseg_tutor.train.engine import Trainer, TinyUNet
+torch.manual_seed(int(os.environ['RANK']))          # different inits: DDP must broadcast rank 0's
+t = Trainer(TinyUNet(width=4), toy(40), toy(16, seed=1), CFG.replace(epochs=2), out={out!r}, device='cpu')
+res = t.fit()
+torch.save(t.model.state_dict(), {out!r} + f"/w{{os.environ['RANK']}}.pt")
+'''
+
+def test_ddp_two_cpu_ranks_stay_in_sync(tmp_path):
+    import subprocess, sys
+    out = str(tmp_path/'ddp')
+    (tmp_path/'s.py').write_text(DDP_SCRIPT.format(repo=str(REPO), tests=str(REPO/'tests'), out=out))
+    r = subprocess.run([sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node=2', str(tmp_path/'s.py')],
+                       capture_output=True, text=True, timeout=300, env={**os.environ, 'OMP_NUM_THREADS': '1'})
+    assert r.returncode == 0, r.stderr[-3000:]
+    w0, w1 = torch.load(f'{out}/w0.pt'), torch.load(f'{out}/w1.pt')
+    assert all(torch.equal(w0[k], w1[k]) for k in w0 if 'running' not in k and 'num_batches' not in k)
+    log = read_csv(f'{out}/log.csv')
+    assert len(log) == 2 and 'val_iou' in log[0]          # rank 0 validated and logged
