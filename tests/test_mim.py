@@ -241,3 +241,24 @@ def test_dice_ce_and_sliding_window():
     conv = torch.nn.Conv3d(1, 2, 1); vol = torch.randn(1, 1, 30, 20, 12)
     for mode in ('constant', 'gaussian'):
         assert torch.allclose(sliding_window_predict(conv, vol, 16, 0.5, mode=mode), conv(vol), atol=1e-5)
+
+# ---------------------------------------------------------------- pre-training data (NIfTI, dataset.json)
+def test_pretrain_dataset_nifti(tmp_path):
+    nib = pytest.importorskip('nibabel')
+    import json as _json
+    from medseg_tutor.core import DataError
+    from medseg_tutor.mim.data import MIMPretrainDataset, load_nifti_ras, collate_crops
+    a = np.full((40, 60, 30), -1000., np.float32); a[5:35, 10:50, 5:25] = 40.
+    aff = np.diag([-3., 1.5, 3., 1.])
+    nib.save(nib.Nifti1Image(a, aff), str(tmp_path / 'ct.nii.gz'))
+    v, sp = load_nifti_ras(tmp_path / 'ct.nii.gz')
+    assert sp == (3., 1.5, 3.) and torch.equal(v, torch.from_numpy(a[::-1].copy()))
+    (tmp_path / 'dataset.json').write_text(_json.dumps({'training': [{'image': 'ct.nii.gz'}]}))
+    ds = MIMPretrainDataset(tmp_path, seed=0)
+    x = collate_crops([ds[0]])
+    assert x.shape == (4, 1, 96, 96, 96) and float(x.min()) >= 0 and float(x.max()) <= 1
+    with pytest.raises(DataError, match='ct.nii.gz'): MIMPretrainDataset(tmp_path, pad=False)[0]
+    (tmp_path / 'd2.json').write_text(_json.dumps({'training': ['nope.nii.gz']}))
+    with pytest.raises(DataError, match='nope.nii.gz'): MIMPretrainDataset(tmp_path, 'd2.json')
+    nib.save(nib.Nifti1Image(np.zeros((4, 4, 4, 2), np.float32), np.eye(4)), str(tmp_path / 'four.nii.gz'))
+    with pytest.raises(DataError, match='four.nii.gz'): load_nifti_ras(tmp_path / 'four.nii.gz')
