@@ -39,7 +39,7 @@ def s6t_fill_ref(features:torch.Tensor, # (batch, C, h, w, d) deepest feature ma
         Z = []
         for p, q in zip(idx[:-1], idx[1:]):
             g = q - p
-            z = torch.zeros(C, dtype=X.dtype)
+            z = torch.zeros(C, dtype=X.dtype, device=X.device)
             for j in range(g):
                 a = j / (g - 1) if g > 1 else 0.
                 xt = (1 - a) * X[p] + a * X[q]                  # virtual input
