@@ -14,6 +14,7 @@ and 32, and inference (images/s, eval + inference_mode) at batch 1 and 32, for t
   bf16+cl+compile      + torch.compile (default mode)
   bf16+cl+compile+cg   + torch.compile(mode='reduce-overhead'): CUDA graphs, for the launch-bound small batches
   fp32+compile         torch.compile alone
+  bf16+cl+fold(+compile+cg)   inference only: `fold_batchnorm(model)` (eval-mode BNs folded into the adjacent convs)
 
 Every configuration starts from the same weights. The same maths runs in all of them (bf16 rounds differently).
 cuDNN benchmark mode is on for all; TF32 keeps PyTorch's defaults (cuDNN convs: on, matmuls: off) unless --tf32.
@@ -28,7 +29,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from medseg_tutor.nets.mobileutr import mobileutr, mobileutr_l
+from medseg_tutor.nets.mobileutr import mobileutr, mobileutr_l, fold_batchnorm
 from medseg_tutor.blocks.lgl import set_fast_path
 
 CONFIGS = {  # name: (fast path, bf16 autocast, channels_last, compile mode or None)
@@ -37,10 +38,13 @@ CONFIGS = {  # name: (fast path, bf16 autocast, channels_last, compile mode or N
     'bf16': (True, True, False, None),
     'fp32+cl': (True, False, True, None),
     'bf16+cl': (True, True, True, None),
+    'bf16+cl+fold': (True, True, True, None),                   # inference only: BatchNorms folded into the convs
     'bf16+cl+compile': (True, True, True, 'default'),
     'bf16+cl+compile+cg': (True, True, True, 'reduce-overhead'),
+    'bf16+cl+fold+compile+cg': (True, True, True, 'reduce-overhead'),   # inference only
     'fp32+compile': (True, False, False, 'default'),
 }
+INFER_ONLY = {'bf16+cl+fold', 'bf16+cl+fold+compile+cg'}
 
 def bce_dice(logits, target, smooth=1e-5):
     "The released BCEDiceLoss: 0.5 * BCE-with-logits + (1 - mean over samples of soft Dice)."
@@ -74,6 +78,7 @@ def _setup(name, kind, a, base_sd, dev):
     fast, bf16, cl, mode = CONFIGS[name]
     torch.manual_seed(0)
     m = make_model(base_sd, a.variant, fast, cl, dev).train(kind == 'train')
+    if 'fold' in name: m = fold_batchnorm(m)
     opt = sgd(m.parameters(), dev) if kind == 'train' else None
     def fwd_loss(x, y):
         with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16): return bce_dice(m(x), y)
@@ -233,7 +238,7 @@ def main(argv=None):
     base_sd = (mobileutr if a.variant == 'base' else mobileutr_l)().state_dict()
     names = [n for n in CONFIGS if n in a.configs]
     eager = [n for n in names if CONFIGS[n][3] is None]
-    compiled = [n for n in names if CONFIGS[n][3] is not None]
+    compiled = [n for n in names if CONFIGS[n][3] is not None]   # in CONFIGS order = priority order
     if dev.type == 'cpu' and not a.compile_on_cpu: compiled = []
     res = {'train': {}, 'infer': {}}
     def do(kind, n, bs):
@@ -247,7 +252,7 @@ def main(argv=None):
         print(f'{kind:5s} {n:20s} b={bs:<3d} {msg}  [{time.perf_counter() - start:.0f}s]', flush=True)
         if dev.type == 'cuda': torch.cuda.empty_cache()
     for n in eager:
-        for bs in a.train_batches: do('train', n, bs)
+        for bs in (a.train_batches if n not in INFER_ONLY else []): do('train', n, bs)
         for bs in a.infer_batches: do('infer', n, bs)
         _STATE.clear()
     if a.parity: res['parity'] = parity(a, base_sd, dev)
@@ -256,6 +261,7 @@ def main(argv=None):
         jobs = [('train', bs) for bs in a.train_batches] + [('infer', bs) for bs in a.infer_batches]
         if n == 'bf16+cl+compile+cg': jobs = [('train', bs) for bs in a.train_batches] + [('infer', min(a.infer_batches))]
         if n == 'fp32+compile': jobs = [('train', max(a.train_batches))]
+        if n in INFER_ONLY: jobs = [('infer', bs) for bs in a.infer_batches]
         for kind, bs in jobs:
             left = a.budget - (time.perf_counter() - start)
             if left < max(est, 20.):

@@ -8,7 +8,7 @@ from medseg_tutor.blocks.convutr import ConvUtr, ConvUtrUnit, convutr_unit_ref
 from medseg_tutor.blocks.lgl import (LocalAgg, GlobalSparseAttn, LGLBlock, SparseTransformer, attention_ref,
                                      local_prop, set_fast_path)
 from medseg_tutor.nets.mobileutr import (MobileUtr, mobileutr, mobileutr_l, EXPECTED_PARAMS, param_table,
-                                         load_released_state_dict, adaptive_lgl_kernel, target_diameters)
+                                         load_released_state_dict, adaptive_lgl_kernel, target_diameters, fold_batchnorm)
 from medseg_tutor.stats import model_stats
 
 torch.set_num_threads(1)
@@ -157,3 +157,14 @@ def test_cuda_fast_paths_match_released():
         torch.manual_seed(3); g_ref = torch.autograd.grad(ref(x).square().mean(), ref.vit[0].attn.attn.qkv.weight)[0]
         torch.manual_seed(3); g_fast = torch.autograd.grad(fast(x).square().mean(), fast.vit[0].attn.attn.qkv.weight)[0]
     assert_close(g_fast, g_ref, 'cuda grad qkv', rtol=1e-3, atol=1e-4)
+
+def test_fold_batchnorm_same_function():
+    torch.manual_seed(6)
+    m = mobileutr().train()
+    with torch.no_grad():
+        for _ in range(2): m(torch.randn(2, 3, 32, 32) * 3 + 1)   # non-trivial running statistics
+    m.eval()
+    f = fold_batchnorm(m)
+    assert sum(isinstance(b, nn.BatchNorm2d) for b in f.modules()) == 13 and not m.stem[1].__class__ is nn.Identity
+    x = torch.randn(2, 3, 48, 32)
+    with torch.no_grad(): assert_close(f(x), m(x))

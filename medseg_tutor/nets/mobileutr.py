@@ -4,6 +4,7 @@
 
 # %% ../../nbs/12_nets.mobileutr.ipynb #65f599ab
 from __future__ import annotations
+import copy
 from typing import Iterable, Sequence
 import numpy as np
 import torch
@@ -14,8 +15,8 @@ from ..blocks.convutr import ConvUtr, ConvBNAct
 from ..blocks.lgl import LGLBlock, set_fast_path
 
 # %% auto #0
-__all__ = ['EXPECTED_PARAMS', 'ConvBlock', 'MobileUtr', 'mobileutr', 'mobileutr_l', 'param_table', 'load_released_state_dict',
-           'target_diameters', 'adaptive_lgl_kernel']
+__all__ = ['EXPECTED_PARAMS', 'ConvBlock', 'MobileUtr', 'mobileutr', 'mobileutr_l', 'param_table', 'fold_batchnorm',
+           'load_released_state_dict', 'target_diameters', 'adaptive_lgl_kernel']
 
 # %% ../../nbs/12_nets.mobileutr.ipynb #ed903b99
 def _bilinear_up2(x): return F.interpolate(x, scale_factor=2, mode='bilinear', align_corners=True)
@@ -99,6 +100,41 @@ EXPECTED_PARAMS = {  # per top-level module, one output class (dossier C.1; comp
 def param_table(model:nn.Module) -> dict:
     "Trainable parameters of each top-level child of `model` (children without parameters are left out)."
     return {n: c for n, m in model.named_children() if (c := sum(p.numel() for p in m.parameters() if p.requires_grad))}
+
+# %% ../../nbs/12_nets.mobileutr.ipynb #8f67a314
+@torch.no_grad()
+def _fold_after(conv:nn.Conv2d, bn:nn.BatchNorm2d):
+    "conv -> bn  becomes  conv' (in place)."
+    s = bn.weight.double() / (bn.running_var.double() + bn.eps).sqrt()
+    t = bn.bias.double() - s * bn.running_mean.double()
+    b = conv.bias.double() if conv.bias is not None else torch.zeros_like(s)
+    conv.weight.copy_(conv.weight.double() * s.view(-1, 1, 1, 1))
+    if conv.bias is None: conv.bias = nn.Parameter(torch.zeros_like(bn.bias))
+    conv.bias.copy_(s * b + t)
+
+@torch.no_grad()
+def _fold_before(bn:nn.BatchNorm2d, conv:nn.Conv2d):
+    "bn -> 1x1 conv  becomes  conv' (in place)."
+    assert conv.kernel_size == (1, 1) and conv.groups == 1, 'only a dense 1x1 conv can absorb a preceding BN exactly'
+    s = bn.weight.double() / (bn.running_var.double() + bn.eps).sqrt()
+    t = bn.bias.double() - s * bn.running_mean.double()
+    w = conv.weight.double()
+    conv.bias.copy_(conv.bias.double() + w[:, :, 0, 0] @ t)
+    conv.weight.copy_(w * s.view(1, -1, 1, 1))
+
+def fold_batchnorm(model:nn.Module) -> nn.Module:
+    "An eval-mode copy of a MobileUtr with every BatchNorm that touches a conv (conv->BN, BN->1x1 conv) folded into it."
+    from medseg_tutor.blocks.convutr import ConvUtrUnit
+    from medseg_tutor.blocks.lgl import LocalAgg
+    m = copy.deepcopy(model).eval()
+    for mod in m.modules():
+        if isinstance(mod, ConvBNAct) and isinstance(mod[1], nn.BatchNorm2d):
+            _fold_after(mod[0], mod[1]); mod[1] = nn.Identity()
+        elif isinstance(mod, ConvUtrUnit) and isinstance(mod.bn2, nn.BatchNorm2d):
+            _fold_before(mod.bn2, mod.pw2); mod.bn2 = nn.Identity()
+        elif isinstance(mod, LocalAgg) and isinstance(mod.norm1, nn.BatchNorm2d):
+            _fold_before(mod.norm1, mod.conv1); mod.norm1 = nn.Identity()
+    return m
 
 # %% ../../nbs/12_nets.mobileutr.ipynb #e416d445
 def load_released_state_dict(model:MobileUtr, sd:dict, strict:bool=True) -> list:
