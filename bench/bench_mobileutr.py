@@ -269,7 +269,7 @@ def main(argv=None):
                 res[kind].setdefault(n, {})[bs] = dict(error='skipped (time budget)')
                 continue
             t0 = time.perf_counter(); do(kind, n, bs); est = max(est, min(time.perf_counter() - t0, res[kind][n][bs].get('first_s', 1e9)))
-        _STATE.clear()
+        _STATE.clear(); torch._dynamo.reset()   # each compiled configuration starts from its own compilation
     for n in a.profile: profile(n, CONFIGS[n], min(a.train_batches), a, base_sd, dev)
 
     # the side-by-side tables
