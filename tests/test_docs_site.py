@@ -170,3 +170,19 @@ def test_search_finds_a_function(server, browser):
     shot(d, 'search_check_shape')
     assert hits, 'offline search returned nothing for check_shape'
     assert any('check_shape' in h.text for h in hits), [h.text[:80] for h in hits]
+
+
+def test_navigation_lists_every_notebook_in_notebook_order(server, browser):
+    d = browser
+    load(d, server + 'index.html')
+    hrefs = d.execute_script('return [...document.querySelectorAll(".md-nav--primary a.md-nav__link[href]")]'
+                             '.map(a => new URL(a.href).pathname.replace(/^\\//, ""))')
+    import re
+    nbs = sorted((p for p in (ROOT/'nbs').glob('*.ipynb') if not p.name.startswith(('_', '.'))),
+                 key=lambda p: '00' if p.name.startswith('index.') else p.name)
+    expected = [re.sub(r'^\d+_', '', p.stem) + '.html' for p in nbs]
+    seen = [h for h in dict.fromkeys(hrefs) if h in expected]
+    assert seen == expected, f'sidebar order {seen} != notebook order {expected}'
+    assert 'api.html' in hrefs, 'no API reference in the navigation'
+    nxt = d.find_element(By.CSS_SELECTOR, 'a.md-footer__link--next').get_attribute('href')
+    assert nxt.endswith(expected[1]), f'"next" from the home page goes to {nxt}, not {expected[1]}'
