@@ -39,8 +39,8 @@ CONFIGS = {  # name: (fast path, bf16 autocast, channels_last, compile mode or N
     'fp32+cl': (True, False, True, None),
     'bf16+cl': (True, True, True, None),
     'bf16+cl+fold': (True, True, True, None),                   # inference only: BatchNorms folded into the convs
+    'bf16+cl+compile+cg': (True, True, True, 'reduce-overhead'),   # compiled rows run in this order (priority)
     'bf16+cl+compile': (True, True, True, 'default'),
-    'bf16+cl+compile+cg': (True, True, True, 'reduce-overhead'),
     'bf16+cl+fold+compile+cg': (True, True, True, 'reduce-overhead'),   # inference only
     'fp32+compile': (True, False, False, 'default'),
 }
@@ -260,6 +260,7 @@ def main(argv=None):
     for n in compiled:
         jobs = [('train', bs) for bs in a.train_batches] + [('infer', bs) for bs in a.infer_batches]
         if n == 'bf16+cl+compile+cg': jobs = [('train', bs) for bs in a.train_batches] + [('infer', min(a.infer_batches))]
+        if n == 'bf16+cl+compile': jobs = [('train', bs) for bs in a.train_batches] + [('infer', max(a.infer_batches))]
         if n == 'fp32+compile': jobs = [('train', max(a.train_batches))]
         if n in INFER_ONLY: jobs = [('infer', bs) for bs in a.infer_batches]
         for kind, bs in jobs:
