@@ -104,7 +104,10 @@ def test_every_page_loads_without_missing_resources_or_console_errors(server, br
             const c = e.closest("mjx-container"), items = MathJax.startup.document.getMathItemsWithin(c.parentNode);
             return (e.getAttribute("data-mjx-error") || "TeX error") + " in " +
                    JSON.stringify(items.length ? items[0].math : c.textContent).slice(0, 160); })''')
-        if tex_errors: problems.append(f'{page}: MathJax could not typeset: {tex_errors}')
+        if tex_errors:
+            hint = (' (control characters such as \\u0007 or a tab in the TeX: the markdown was probably written from '
+                    'a Python string that is not raw, so \\a and \\t became escapes)') if '\\u00' in str(tex_errors) else ''
+            problems.append(f'{page}: MathJax could not typeset: {tex_errors}{hint}')
         title = d.find_element(By.CSS_SELECTOR, '.md-content h1').text
         if not title.strip(): problems.append(f'{page}: no title')
         shot(d, page.replace('/', '_')[:-5])

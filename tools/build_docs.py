@@ -93,7 +93,8 @@ def _fix_markdown(md: str) -> str:
         out.append(line)
     # display maths outside fenced code
     parts = re.split(r'(^[ \t]*(?:```|~~~).*?^[ \t]*(?:```|~~~)[^\n]*$)', '\n'.join(out), flags=re.S | re.M)
-    return ''.join(p if i % 2 else _display_math(p) for i, p in enumerate(parts))
+    def outside_code_spans(seg): return ''.join(q if j % 2 else _display_math(q) for j, q in enumerate(re.split(r'(`+[^`\n]+?`+)', seg)))
+    return ''.join(p if i % 2 else outside_code_spans(p) for i, p in enumerate(parts))
 
 
 def _anchor_headings(md: str) -> str:
@@ -233,7 +234,9 @@ def process_notebooks(nbs: Path, proc: Path) -> dict:
     try:
         for src, rel in _nb_order(nbs, nbs):
             t = time.time(); current.clear()
-            nb = read_nb(src)
+            try: nb = read_nb(src)
+            except Exception as e:  # e.g. a notebook being written right now
+                errors[rel.as_posix()] = [f'unreadable notebook, no page: {type(e).__name__}: {e}']; log(f'  {rel} SKIPPED: {e}'); continue
             import warnings
             with warnings.catch_warnings(record=True) as w:  # nbdev's "imports and other code" warning, once a cell
                 warnings.simplefilter('always')
