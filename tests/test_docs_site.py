@@ -25,6 +25,9 @@ try: import selenium  # noqa: F401
 except ImportError: _missing('selenium is not installed (pip install -r docs/requirements.txt; the docs extra)')
 if not (SITE/'index.html').exists():
     _missing(f'built site missing: {SITE}/index.html (run `python tools/build_docs.py`)')
+_newest = max((p for p in (ROOT/'nbs').glob('*.ipynb')), key=lambda p: p.stat().st_mtime, default=None)
+if _newest and (SITE/'index.html').stat().st_mtime < _newest.stat().st_mtime:
+    _missing(f'built site is older than nbs/{_newest.name}: rebuild it (`python tools/build_docs.py`)')
 if not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)):
     _missing('chromium or chromedriver missing (apt-get install -y chromium chromium-driver, or run tools/ci_docs.sh)')
 from selenium import webdriver
