@@ -3,8 +3,10 @@
 per slot, like `MambaMIM.mask_token_every_batch`), at the released size: batch 16, C 384, 6³ grid, ratio 0.75.
 
 Usage: python bench/bench_s6t.py [--device cpu|cuda] [--threads 1] [--batch 16] [--channels 384] [--grid 6]
-                                 [--reps 5] [--ref-reps 1]
-Prints one table (forward; forward+backward) with the ratio. Not a test: run it by hand, paste the table into
+                                 [--reps 5] [--ref-reps 1] [--step tiny|small|base]
+Prints one table (forward; forward+backward) with the ratio. With --step, a second table: one MambaMIM pre-training
+step (AdamW, clipping) of our model vs the released semantics (loop S6T + B1 layout, batch-wide token drop, the dead
+96³ skip computed) on the same input (tiny: 64³, batch 4; small: 96³ batch 2; base: 96³ batch 4). Not a test: run it by hand, paste the table into
 bench/RESULTS.md with the machine and date.
 """
 import argparse, os, sys, time
@@ -19,6 +21,7 @@ def main(argv=None):
     ap.add_argument('--batch', type=int, default=16); ap.add_argument('--channels', type=int, default=384)
     ap.add_argument('--grid', type=int, default=6); ap.add_argument('--reps', type=int, default=5)
     ap.add_argument('--ref-reps', type=int, default=1)
+    ap.add_argument('--step', choices=['tiny', 'small', 'base'], default=None)
     a = ap.parse_args(argv)
     if a.device == 'cpu': torch.set_num_threads(a.threads)
     dev = torch.device(a.device)
@@ -48,5 +51,23 @@ def main(argv=None):
     print(f"| pass | released-style loop (ms) | s6t_fill (ms) | speed-up |")
     print(f"|---|---|---|---|")
     for w, s, f, r in rows: print(f"| {w} | {s:.1f} | {f:.2f} | {r:.0f}× |")
+    if a.step: bench_step(a, dev)
+
+def bench_step(a, dev):
+    from medseg_tutor.core import seed_everything
+    from medseg_tutor.nets import hymamba as H
+    from medseg_tutor.mim.pretrain import MambaMIM, make_optimizer, pretrain_step
+    size, bs, width = dict(tiny=(64, 4, 64), small=(96, 2, 256), base=(96, 4, 768))[a.step]
+    x = torch.rand(bs, 1, size, size, size, generator=torch.Generator().manual_seed(0)).to(dev)
+    res = {}
+    for released in (False, True):
+        seed_everything(0)
+        m = MambaMIM(getattr(H, f'hymamba_{a.step}')(), decoder_width=width, released=released).to(dev)
+        opt = make_optimizer(m, 1e-4)
+        it = iter(range(10**6))
+        res[released] = benchmark(lambda: pretrain_step(m, opt, x, next(it), 1000, 10), warmup=1, reps=a.reps)['median_ms']
+    print(f"\n# pre-training step, hymamba_{a.step}, {size}³, batch {bs}, decoder width {width}")
+    print("| model | step (ms) | ratio |\n|---|---|---|")
+    print(f"| released semantics | {res[True]:.0f} | 1.00× |\n| ours | {res[False]:.0f} | {res[True] / res[False]:.2f}× |")
 
 if __name__ == '__main__': main()
