@@ -317,6 +317,7 @@ def main(argv=None):
     a = ap.parse_args(argv)
     t0 = time.time()
     os.chdir(ROOT)
+    sys.path.insert(0, str(ROOT))  # document this checkout's package, even if another copy is installed
     os.environ.setdefault('OMP_NUM_THREADS', '1'); os.environ.setdefault('MPLBACKEND', 'Agg')
     from nbdev.config import get_config
     cfg = get_config()
@@ -350,7 +351,6 @@ def main(argv=None):
         if f.suffix.lower() in _IMG_EXTS: d = work/f.relative_to(proc); d.parent.mkdir(parents=True, exist_ok=True); shutil.copy2(f, d)
 
     log('3/4 API reference from _modidx.py with show_doc')
-    sys.path.insert(0, str(ROOT))
     api, problems = api_markdown(Links('api.md', git_url), cfg)
     (work/'api.md').write_text(api, encoding='utf-8')
     nav.append({'API reference': 'api.md'})
