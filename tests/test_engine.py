@@ -154,3 +154,29 @@ def test_ddp_two_cpu_ranks_stay_in_sync(tmp_path):
     assert all(torch.equal(w0[k], w1[k]) for k in w0 if 'running' not in k and 'num_batches' not in k)
     log = read_csv(f'{out}/log.csv')
     assert len(log) == 2 and 'val_iou' in log[0]          # rank 0 validated and logged
+
+KILL_SCRIPT = '''
+import os, sys, signal, torch
+sys.path.insert(0, {repo!r}); sys.path.insert(0, {tests!r})
+torch.set_num_threads(1)
+from test_engine import toy, CFG
+from medseg_tutor.train.engine import Trainer, TinyUNet
+def kill(t):
+    if t.epoch == 2: os.kill(os.getpid(), signal.SIGKILL)      # a hard kill: no exception, no clean-up
+torch.manual_seed(0)
+Trainer(TinyUNet(width=4), toy(40), toy(16, seed=1), CFG, out={out!r}, device='cpu', callbacks=[kill]).fit()
+'''
+
+def test_sigkilled_process_resumes_to_identical_weights(tmp_path):
+    import subprocess, sys
+    out = str(tmp_path/'k')
+    (tmp_path/'k.py').write_text(KILL_SCRIPT.format(repo=str(REPO), tests=str(REPO/'tests'), out=out))
+    r = subprocess.run([sys.executable, str(tmp_path/'k.py')], capture_output=True, text=True, timeout=300,
+                       env={**os.environ, 'OMP_NUM_THREADS': '1'})
+    assert r.returncode == -9, (r.returncode, r.stderr[-2000:])
+    assert torch.load(f'{out}/last.pt', weights_only=False)['epoch'] == 2
+    Trainer(TinyUNet(width=4), toy(40), toy(16, seed=1), CFG, out=out, device='cpu').fit(resume=True)
+    torch.manual_seed(0)
+    Trainer(TinyUNet(width=4), toy(40), toy(16, seed=1), CFG, out=tmp_path/'ref', device='cpu').fit()
+    wa, wb = _weights(tmp_path/'ref'/'last.pt'), _weights(f'{out}/last.pt')
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
