@@ -70,8 +70,9 @@ def _train(ns):
     if res.get('best') is not None:
         print(f"best val {res['metric']} {res['best']:.4f} at epoch {res['best_epoch']} of {res['epochs']}; "
               f"trained in {res['train_s']:.0f} s; checkpoint {res.get('best_ckpt')}, curves {res.get('curves')}")
-    elif 'metric' not in res:   # a recipe with its own runner: show its scalar results
-        print(json.dumps({k: v for k, v in res.items() if isinstance(v, (int, float, str))}, indent=1))
+    elif 'metric' not in res:   # a recipe with its own runner: show its table and scalar results
+        if isinstance(res.get('table'), str): print(res['table'])
+        print(json.dumps({k: v for k, v in res.items() if isinstance(v, (int, float, str)) and k != 'table'}, indent=1))
     return 0
 
 def _eval_args(p):

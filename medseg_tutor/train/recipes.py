@@ -131,11 +131,11 @@ register(Recipe('mambamim-finetune', "MambaMIM dossier §4.6 (models/network/hym
                 init='mambamim-pretrain', runner='medseg_tutor.mim.finetune:run_recipe'))
 register(Recipe('mambamim-pretrain-tiny', 'laptop-sized twin of mambamim-pretrain', 'adrenalmnist3d', None, 32, 1,
                 'medseg_tutor.mim:build_mambamim', dict(mask_ratio=0.75, crops_per_volume=1), 'mim',
-                _MIM_PT.replace(epochs=2, warmup_epochs=1, batch_size=2), limit_train=16, limit_val=8,
+                _MIM_PT.replace(epochs=4, warmup_epochs=1, batch_size=16),     # what demos.adrenal3d runs
                 runner='medseg_tutor.train.recipes:mim_tiny_runner'))
 register(Recipe('mambamim-finetune-tiny', 'laptop-sized twin of mambamim-finetune', 'adrenalmnist3d', None, 32, 1,
-                'medseg_tutor.mim:build_hybrid', dict(num_classes=1), 'bce_dice',
-                _MIM_FT.replace(epochs=2, warmup_epochs=1, val_every=1, batch_size=2), limit_train=16, limit_val=8,
+                'medseg_tutor.mim:build_hybrid', dict(num_classes=1), 'bce',
+                _MIM_FT.replace(epochs=2, warmup_epochs=1, val_every=1, batch_size=16, select_metric='auc'),
                 init='mambamim-pretrain-tiny', runner='medseg_tutor.train.recipes:mim_tiny_runner'))
 
 def mim_tiny_runner(recipe, data_root=None, out=None, epochs=None, device='auto', **_) -> dict:
