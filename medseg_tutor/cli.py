@@ -90,7 +90,7 @@ def _eval(ns):
     if ns.data_root is not None and not Path(ns.data_root).exists(): raise MedsegError(f"data root '{ns.data_root}' does not exist")
     m = evaluate_checkpoint(ns.ckpt, ns.data_root, ns.split, ns.fold, ns.device, hd95=not ns.no_hd95)
     if ns.json: print(json.dumps(m, indent=1)); return 0
-    print(f"{m['recipe']} on {m['split']} ({m['n']} images):")
+    print(f"{m['recipe']} on {m.get('dataset', '?')} {m['split']} ({m['n']} images):")
     for k in ('iou', 'dice', 'f1', 'sensitivity', 'precision', 'hd95'):
         if k in m: print(f"  {k:<12} {m[k]:.4f} ± {m.get(k + '_std', float('nan')):.4f}")
     return 0

@@ -51,6 +51,7 @@ class TrainConfig:
     num_workers:int=0             # Dataset path only
     cudnn_benchmark:bool=True
     time_budget_s:float|None=None # shorten the run after its 2nd epoch so that it fits (schedule re-planned; see fit)
+    save_every:int=1              # write last.pt every k epochs (and at the end); resume is exact from any of them
     progress:bool=True
     verbose:bool=True
 
@@ -452,7 +453,8 @@ class Trainer:
     def _save_epoch(self, metrics:dict):
         if not (self.is_main and self.out is not None): return
         v = metrics.get(self.cfg.select_metric)
-        atomic_save(self.state_dict(), self.out/'last.pt')
+        if self.epoch % max(1, self.cfg.save_every) == 0 or self.epoch >= self.cfg.epochs:
+            atomic_save(self.state_dict(), self.out/'last.pt')
         if v is not None and self.best_epoch == self.epoch - 1:
             atomic_save(dict(model=_unwrap(self.net).state_dict(), epoch=self.epoch, metrics=metrics,
                              config=asdict(self.cfg), meta=self.meta), self.out/'best.pt')

@@ -276,7 +276,7 @@ def evaluate_checkpoint(ckpt, data_root=None, split:str='val', fold:int|None=Non
         for s in range(0, len(data), batch_size):
             x, y = data.batch(torch.arange(s, min(s + batch_size, len(data))))
             m.update(torch.sigmoid(model(x).float()), y)
-    return dict(_scalars(m.compute()), recipe=r.name, split=split, n=len(data))
+    return dict(_scalars(m.compute()), recipe=r.name, dataset=r.dataset, split=split, n=len(data))
 
 _IMG_EXT = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff')
 
