@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# MobileUtr on BUSI, official split 1, full mobileutr-busi recipe (SGD 0.01 / 0.9 / 1e-4, poly 0.9, batch 8, 0.5 BCE + Dice,
+# MobileUtr on BUSI, official split FOLD (default 1; FOLD=2 / 3 for the others), full mobileutr-busi recipe (SGD 0.01 / 0.9 / 1e-4, poly 0.9, batch 8, 0.5 BCE + Dice,
 # best val IoU, 300 epochs) on one GPU from the carried device cache, then the engine's training throughput at 256²
 # (fp32 vs bf16 + channels_last (+ compile)). Run from the repo root with .devcache/ carried
 # (python tools/make_devcache.py writes it: 41 MiB). Everything goes to $OUT. Must finish in < 8 minutes:
@@ -11,6 +11,7 @@ PY=${PY:-python}
 BUDGET=${BUDGET:-220}
 DEVICE=${DEVICE:-cuda}
 EPOCHS=${EPOCHS:-300}
+FOLD=${FOLD:-1}                # BUSI split 1, 2 or 3
 EXTRA=${EXTRA:-}               # e.g. EXTRA="--compile" to compile the model in the recipe run
 CACHE=.devcache/busi256.npz
 CLI="$PY scripts/device/cli.py"
@@ -22,33 +23,33 @@ if [ ! -f "$CACHE" ]; then
   $PY tools/make_devcache.py --data-root "${MEDSEG_TUTOR_DATA:-../shared/data}" || { echo "no device cache and no data: stop"; exit 2; }
 fi
 
-echo "== 1. mobileutr-busi, split 1, bf16 + channels_last, budget ${BUDGET} s =="
+echo "== 1. mobileutr-busi, split $FOLD, bf16 + channels_last, budget ${BUDGET} s =="
 T0=$(date +%s)
-$CLI train --recipe mobileutr-busi --data-root "$CACHE" --fold 1 --out "$OUT/busi1" --epochs "$EPOCHS" --amp bf16 \
-    --channels-last --time-budget "$BUDGET" --no-progress --device "$DEVICE" $EXTRA 2>&1 | tee "$OUT/busi1_train.log" | \
+$CLI train --recipe mobileutr-busi --data-root "$CACHE" --fold "$FOLD" --out "$OUT/busi$FOLD" --epochs "$EPOCHS" --amp bf16 \
+    --channels-last --time-budget "$BUDGET" --no-progress --device "$DEVICE" $EXTRA 2>&1 | tee "$OUT/busi${FOLD}_train.log" | \
     awk 'NR<=3 || /time budget|best val|rror/ || NR%25==0'
 T1=$(date +%s)
-$CLI eval --ckpt "$OUT/busi1/best.pt" --data-root "$CACHE" --fold 1 --device "$DEVICE" --json > "$OUT/busi1_eval.json" || true
+$CLI eval --ckpt "$OUT/busi$FOLD/best.pt" --data-root "$CACHE" --fold "$FOLD" --device "$DEVICE" --json > "$OUT/busi${FOLD}_eval.json" || true
 
 echo "== 2. throughput =="
-timeout 170 $PY bench/bench_train.py --batch-sizes 8 32 --compile default reduce-overhead --compile-batch-sizes 8 --steps 40 --out "$OUT/throughput.md" 2>&1 | tail -n 30
+[ -n "${SKIP_BENCH:-}" ] || timeout 170 $PY bench/bench_train.py --batch-sizes 8 32 --compile default reduce-overhead --compile-batch-sizes 8 --steps 40 --out "$OUT/throughput.md" 2>&1 | tail -n 30
 
 echo "== summary =="
-$PY - "$OUT" "$((T1 - T0))" <<'PYEOF'
+$PY - "$OUT" "$((T1 - T0))" "$FOLD" <<'PYEOF'
 import sys, json, csv, statistics
 from pathlib import Path
-out, wall = Path(sys.argv[1]), int(sys.argv[2])
+out, wall, fold = Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
 try:
-    rows = list(csv.DictReader(open(out/'busi1'/'log.csv')))
-    ev = json.load(open(out/'busi1_eval.json'))
+    rows = list(csv.DictReader(open(out/f'busi{fold}'/'log.csv')))
+    ev = json.load(open(out/f'busi{fold}_eval.json'))
     ips = statistics.median(float(r['img_s']) for r in rows[2:] or rows)
     best = max(rows, key=lambda r: float(r['val_iou']))
-    print(f"mobileutr-busi split 1: {len(rows)} epochs in {wall} s wall (incl. data load + eval); "
+    print(f"mobileutr-busi split {fold}: {len(rows)} epochs in {wall} s wall (incl. data load + eval); "
           f"train {sum(float(r['epoch_s']) for r in rows):.0f} s, median {ips:.0f} img/s (incl. on-GPU augmentation)")
     print(f"best epoch {best['epoch']}: val IoU {100*ev['iou']:.2f} ± {100*ev['iou_std']:.2f}, F1 {100*ev['f1']:.2f} ± {100*ev['f1_std']:.2f}, "
           f"Dice {100*ev['dice']:.2f}, HD95 {ev.get('hd95', float('nan')):.1f} px (per image over {ev['n']} val images)")
     print("published (Mobile U-ViT, 3-split mean, Benchmarks README): IoU 72.88 ± 2.72, F1 81.18 ± 3.05")
-    print(f"last epoch: val IoU {100*float(rows[-1]['val_iou']):.2f}; curves {out/'busi1'/'curves.png'}, log {out/'busi1'/'log.csv'}")
+    print(f"last epoch: val IoU {100*float(rows[-1]['val_iou']):.2f}; curves {out/f'busi{fold}'/'curves.png'}, log {out/f'busi{fold}'/'log.csv'}")
 except Exception as e: print('no training summary:', e)
 t = out/'throughput.md'
 print(t.read_text() if t.exists() else 'no throughput table')
