@@ -111,7 +111,7 @@ def _predict(ns):
     return 0
 
 def _demo_args(p):
-    p.add_argument('--out', default='runs/demo', help='output folder (demo.png, best.pt, log.csv)')
+    p.add_argument('--out', default=None, help='output folder (default runs/demo, or runs/demo-<dataset> for the other datasets)')
     p.add_argument('--data-root', help='use real data (the folder holding busi/; medmnist/ for the MedMNIST demos)')
     p.add_argument('--dataset', choices=['synthetic', 'busi', 'breastmnist', 'adrenalmnist3d'], default=None,
                    help='default: synthetic, or busi when --data-root is given')
@@ -125,7 +125,8 @@ def _demo(ns):
     if ns.data_root is not None and not Path(ns.data_root).exists(): raise MedsegError(f"data root '{ns.data_root}' does not exist")
     ds = ns.dataset or ('busi' if ns.data_root else 'synthetic')
     if ns.epochs is not None and ns.epochs < 1: raise MedsegError(f"--epochs must be >= 1, got {ns.epochs}")
-    res = demo(ns.out, ns.data_root, ds, fast=ns.fast, device=ns.device, epochs=ns.epochs, verbose=False)
+    out = ns.out or ('runs/demo' if ds == 'synthetic' else f'runs/demo-{ds}')
+    res = demo(out, ns.data_root, ds, fast=ns.fast, device=ns.device, epochs=ns.epochs, verbose=False)
     if 'dice' in res and 'figure' in res:
         print(f"Dice {res['dice']:.3f} (IoU {res.get('iou', float('nan')):.3f}) on {res.get('n_val', '?')} validation images "
               f"after {res.get('epochs', '?')} epochs, {res.get('train_s', 0):.0f} s of training; figure: {res['figure']}")

@@ -356,7 +356,8 @@ def _demo(out, data_root, dataset, fast, device, epochs, verbose):
     out = Path(out)
     if dataset in ('breastmnist', 'adrenalmnist3d'):
         mod = {'breastmnist': 'medseg_tutor.demos.breastmnist', 'adrenalmnist3d': 'medseg_tutor.demos.adrenal3d'}[dataset]
-        return load_symbol(f'{mod}:run_demo', 'demo')(data_root=data_root, out=str(out), fast=fast, device=device)
+        kw = {} if epochs is None else {'breastmnist': {'epochs': epochs}, 'adrenalmnist3d': {'finetune_epochs': epochs}}[dataset]
+        return load_symbol(f'{mod}:run_demo', 'demo')(data_root=data_root, out=str(out), fast=fast, device=device, **kw)
     if dataset not in ('synthetic', 'busi'): raise MedsegError(f"unknown demo dataset '{dataset}': use synthetic, busi, breastmnist or adrenalmnist3d")
     if dataset == 'busi' and data_root is None: raise DataRootError("demo --dataset busi needs --data-root (the folder holding busi/)")
     r = get_recipe('demo-synthetic')
