@@ -126,10 +126,10 @@ def test_time_budget_shortens_run_and_completes_schedule(tmp_path):
     cfg = CFG.replace(epochs=50, time_budget_s=0.0)
     tr = Trainer(TinyUNet(width=4), toy(16), toy(8, seed=1), cfg, out=tmp_path, device='cpu')
     res = tr.fit()
-    assert res['epochs'] == 2 and tr.cfg.epochs == 2
+    assert res['epochs'] == 3 and tr.cfg.epochs == 3
     assert tr.opt.param_groups[0]['lr'] == 0.0          # poly re-planned to end at the last epoch run
     tr2 = Trainer(TinyUNet(width=4), toy(16), toy(8, seed=1), cfg, out=tmp_path, device='cpu')
-    assert tr2.fit(resume=True)['epochs'] == 2          # a resumed shortened run stays shortened
+    assert tr2.fit(resume=True)['epochs'] == 3          # a resumed shortened run stays shortened
 
 DDP_SCRIPT = '''
 import os, sys, torch

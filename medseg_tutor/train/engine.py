@@ -50,7 +50,7 @@ class TrainConfig:
     seed:int=41
     num_workers:int=0             # Dataset path only
     cudnn_benchmark:bool=True
-    time_budget_s:float|None=None # shorten the run after its 2nd epoch so that it fits (schedule re-planned; see fit)
+    time_budget_s:float|None=None # shorten the run after its 3rd epoch so that it fits (schedule re-planned; see fit)
     save_every:int=1              # write last.pt every k epochs (and at the end); resume is exact from any of them
     progress:bool=True
     verbose:bool=True
@@ -475,7 +475,7 @@ class Trainer:
             if self.verbose_main: print(f"resumed from {self.out/'last.pt'} after epoch {self.epoch}")
         t_start = time.perf_counter()
         while self.epoch < self.cfg.epochs:
-            e = self.epoch
+            e, t_epoch = self.epoch, time.perf_counter()
             row = dict(epoch=e + 1, **self.train_epoch(e))
             if self.val_data is not None and ((e + 1) % self.cfg.val_every == 0 or e + 1 == self.cfg.epochs):
                 if self.is_main: row.update({f'val_{k}': v for k, v in self.evaluate().items()})
@@ -483,7 +483,7 @@ class Trainer:
             v = row.get(f'val_{self.cfg.select_metric}')
             if v is not None and self._better(v): self.best, self.best_epoch = v, e
             self.history.append(row); self.epoch = e + 1
-            if e == 1 and self.cfg.time_budget_s is not None: self._fit_budget(t_start)
+            if e == 2 and self.cfg.time_budget_s is not None: self._fit_budget(t_start, time.perf_counter() - t_epoch)
             self._save_epoch({k[4:]: x for k, x in row.items() if k.startswith('val_')})
             if self.verbose_main:
                 msg = ' '.join(f'{k}={x:.4g}' if isinstance(x, float) else f'{k}={x}' for k, x in row.items()
@@ -503,10 +503,11 @@ class Trainer:
     @property
     def verbose_main(self): return self.cfg.verbose and self.is_main
 
-    def _fit_budget(self, t_start):
-        "After epoch 2 (compilation done): if the remaining epochs would not fit the time budget, run fewer, re-planning the schedule."
+    def _fit_budget(self, t_start, epoch_wall):
+        "After epoch 3 (epoch 1 compiles, epoch 2 compiles the last short batch and warms validation up): if the remaining epochs\n"
+        "would not fit the time budget at epoch 3's pace (training + validation), run fewer, re-planning the schedule."
         el = time.perf_counter() - t_start
-        per = self.history[-1]['epoch_s'] * 1.1 + (el - sum(h['epoch_s'] for h in self.history)) / len(self.history)
+        per = epoch_wall * 1.05                             # + a little for the checkpoint and the log
         n = min(self.cfg.epochs, self.epoch + int(max(0, self.cfg.time_budget_s - el) // max(per, 1e-9)))
         if self.world > 1:                                  # every rank must agree on the number of epochs
             import torch.distributed as dist
