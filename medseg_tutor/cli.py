@@ -44,7 +44,7 @@ def _train_args(p):
     p.add_argument('--channels-last', action='store_true', help='channels_last memory format')
     p.add_argument('--compile', nargs='?', const=True, default=None, help='torch.compile the model (optionally a mode, e.g. reduce-overhead)')
     p.add_argument('--resume', action='store_true', help='continue from OUT/last.pt')
-    p.add_argument('--time-budget', type=float, help='seconds: after epoch 2, run fewer epochs if needed to fit (schedule re-planned)')
+    p.add_argument('--time-budget', type=float, help='seconds: after epoch 5, run fewer epochs if needed to fit (schedule re-planned)')
     p.add_argument('--init', help='phase-2 recipes: the phase-1 checkpoint (e.g. runs/srsnet-busi-phase1/best.pt)')
     p.add_argument('--device', default='auto', help="'auto', 'cpu', 'cuda', 'cuda:1', ...")
     p.add_argument('--no-progress', action='store_true', help='no progress bars (one line per epoch)')

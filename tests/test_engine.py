@@ -1,5 +1,5 @@
 "Training engine: schedules, on-device augmentation, learning, best-on-val, exact resume (tensor and Dataset paths)."
-import os, math
+import os, math, time
 from pathlib import Path
 import numpy as np
 import pytest, torch, torch.nn as nn
@@ -126,10 +126,19 @@ def test_time_budget_shortens_run_and_completes_schedule(tmp_path):
     cfg = CFG.replace(epochs=50, time_budget_s=0.0)
     tr = Trainer(TinyUNet(width=4), toy(16), toy(8, seed=1), cfg, out=tmp_path, device='cpu')
     res = tr.fit()
-    assert res['epochs'] == 3 and tr.cfg.epochs == 3
+    assert res['epochs'] == 5 and tr.cfg.epochs == 5
     assert tr.opt.param_groups[0]['lr'] == 0.0          # poly re-planned to end at the last epoch run
     tr2 = Trainer(TinyUNet(width=4), toy(16), toy(8, seed=1), cfg, out=tmp_path, device='cpu')
-    assert tr2.fit(resume=True)['epochs'] == 3          # a resumed shortened run stays shortened
+    assert tr2.fit(resume=True)['epochs'] == 5          # a resumed shortened run stays shortened
+
+def test_time_budget_ignores_one_slow_early_epoch(tmp_path):
+    "A slow 3rd epoch (compilation, CUDA-graph recording) must not shorten the run: the plan uses the median of epochs 3-5."
+    class SlowThird(Trainer):
+        def train_epoch(self, epoch):
+            if epoch == 2: time.sleep(1.5)
+            return super().train_epoch(epoch)
+    tr = SlowThird(TinyUNet(width=4), toy(16), toy(8, seed=1), CFG.replace(epochs=20, time_budget_s=6.0), out=tmp_path, device='cpu')
+    assert tr.fit()['epochs'] == 20             # planning from epoch 3 alone would give ~7 epochs
 
 DDP_SCRIPT = '''
 import os, sys, torch

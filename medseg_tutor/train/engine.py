@@ -6,7 +6,7 @@ atomic checkpoints with exact resume, a GPU-resident data path with on-device au
 
 # %% ../../nbs/50_train.engine.ipynb #d7288e48
 from __future__ import annotations
-import os, math, time, csv, random, copy, contextlib
+import os, math, time, csv, random, copy, contextlib, statistics
 from dataclasses import dataclass, field, asdict, fields
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -50,7 +50,7 @@ class TrainConfig:
     seed:int=41
     num_workers:int=0             # Dataset path only
     cudnn_benchmark:bool=True
-    time_budget_s:float|None=None # shorten the run after its 3rd epoch so that it fits (schedule re-planned; see fit)
+    time_budget_s:float|None=None # shorten the run after its 5th epoch so that it fits (schedule re-planned; see fit)
     save_every:int=1              # write last.pt every k epochs (and at the end); resume is exact from any of them
     progress:bool=True
     verbose:bool=True
@@ -473,7 +473,7 @@ class Trainer:
                 raise MedsegError(f"--resume: no checkpoint '{(self.out or Path('?'))/'last.pt'}' to resume from")
             self.load_state_dict(torch.load(self.out/'last.pt', map_location=self.device, weights_only=False))
             if self.verbose_main: print(f"resumed from {self.out/'last.pt'} after epoch {self.epoch}")
-        t_start = time.perf_counter()
+        t_start, walls = time.perf_counter(), []
         while self.epoch < self.cfg.epochs:
             e, t_epoch = self.epoch, time.perf_counter()
             row = dict(epoch=e + 1, **self.train_epoch(e))
@@ -483,7 +483,8 @@ class Trainer:
             v = row.get(f'val_{self.cfg.select_metric}')
             if v is not None and self._better(v): self.best, self.best_epoch = v, e
             self.history.append(row); self.epoch = e + 1
-            if e == 2 and self.cfg.time_budget_s is not None: self._fit_budget(t_start, time.perf_counter() - t_epoch)
+            walls.append(time.perf_counter() - t_epoch)
+            if e == 4 and self.cfg.time_budget_s is not None: self._fit_budget(t_start, walls[2:])
             self._save_epoch({k[4:]: x for k, x in row.items() if k.startswith('val_')})
             if self.verbose_main:
                 msg = ' '.join(f'{k}={x:.4g}' if isinstance(x, float) else f'{k}={x}' for k, x in row.items()
@@ -503,11 +504,11 @@ class Trainer:
     @property
     def verbose_main(self): return self.cfg.verbose and self.is_main
 
-    def _fit_budget(self, t_start, epoch_wall):
-        "After epoch 3 (epoch 1 compiles, epoch 2 compiles the last short batch and warms validation up): if the remaining epochs\n"
-        "would not fit the time budget at epoch 3's pace (training + validation), run fewer, re-planning the schedule."
+    def _fit_budget(self, t_start, epoch_walls):
+        "After epoch 5: if the remaining epochs would not fit the time budget at the median pace of epochs 3-5 (training +\n"
+        "validation), run fewer, re-planning the schedule. Epochs 1-3 can hold compilation and CUDA-graph recording."
         el = time.perf_counter() - t_start
-        per = epoch_wall * 1.05                             # + a little for the checkpoint and the log
+        per = statistics.median(epoch_walls) * 1.05         # + a little for the checkpoint and the log
         n = min(self.cfg.epochs, self.epoch + int(max(0, self.cfg.time_budget_s - el) // max(per, 1e-9)))
         if self.world > 1:                                  # every rank must agree on the number of epochs
             import torch.distributed as dist
