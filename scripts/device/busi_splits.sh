@@ -15,19 +15,21 @@ export OMP_NUM_THREADS=4 PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 $PY -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'gpus', torch.cuda.device_count())"
 
-split() {  # split gpu budget
-  local f=$1 g=$2 b=$3 t0 t1
-  t0=$(date +%s)
+train() {  # fold gpu budget compile-flags...: one training run, its output appended to its log
+  local f=$1 g=$2 b=$3; shift 3
   CUDA_VISIBLE_DEVICES=$g $PY scripts/device/cli.py train --recipe mobileutr-busi --data-root $CACHE --fold $f --out $R/busi$f \
-      --epochs $EPOCHS --amp bf16 --channels-last --compile $MODE --time-budget $b --no-progress --device cuda > $R/busi${f}_train.log 2>&1
+      --epochs $EPOCHS --amp bf16 --channels-last "$@" --time-budget $b --no-progress --device cuda >> $R/busi${f}_train.log 2>&1
+}
+split() {  # fold gpu budget: train (falling back to plain --compile), then evaluate the best checkpoint
+  local f=$1 g=$2 b=$3 t0=$(date +%s)
+  train $f $g $b --compile $MODE
   if [ ! -f $R/busi$f/best.pt ]; then
     echo "split $f: compile mode $MODE failed (tail below); retrying with plain --compile" | tee -a $R/busi${f}_train.log
     tail -n 5 $R/busi${f}_train.log
     rm -rf $R/busi$f; t0=$(date +%s)
-    CUDA_VISIBLE_DEVICES=$g $PY scripts/device/cli.py train --recipe mobileutr-busi --data-root $CACHE --fold $f --out $R/busi$f \
-        --epochs $EPOCHS --amp bf16 --channels-last --compile --time-budget $((b - 60)) --no-progress --device cuda >> $R/busi${f}_train.log 2>&1
+    train $f $g $((b - 60)) --compile
   fi
-  t1=$(date +%s); echo "$((t1 - t0))" > $R/busi${f}_wall.txt
+  echo "$(($(date +%s) - t0))" > $R/busi${f}_wall.txt
   CUDA_VISIBLE_DEVICES=$g $PY scripts/device/cli.py eval --ckpt $R/busi$f/best.pt --data-root $CACHE --fold $f --device cuda --json \
       > $R/busi${f}_eval.json 2> $R/busi${f}_eval.err
 }
@@ -42,26 +44,8 @@ echo "== split 1 done; throughput on GPU 0 =="
     --steps 40 --out $R/throughput.md > $R/throughput.log 2>&1
 wait $P23
 
-$PY - "$R" <<'PYEOF' | tee "$R/summary.txt"
-import sys, json, csv, statistics
-from pathlib import Path
-r = Path(sys.argv[1]); ious, f1s = [], []
-for f in (1, 2, 3):
-    try:
-        rows = list(csv.DictReader(open(r/f'busi{f}'/'log.csv'))); ev = json.load(open(r/f'busi{f}_eval.json'))
-        wall = int((r/f'busi{f}_wall.txt').read_text()); ips = statistics.median(float(x['img_s']) for x in rows[2:] or rows)
-        best = max(rows, key=lambda x: float(x['val_iou'])); ious.append(100 * ev['iou']); f1s.append(100 * ev['f1'])
-        print(f"split {f}: {len(rows)} epochs, {wall} s wall (start-up, compile, validation included), train {sum(float(x['epoch_s']) for x in rows):.0f} s, "
-              f"median {ips:.0f} img/s; best epoch {best['epoch']}: IoU {100*ev['iou']:.2f} ± {100*ev['iou_std']:.2f}, "
-              f"F1 {100*ev['f1']:.2f} ± {100*ev['f1_std']:.2f}, sens {100*ev.get('sensitivity', float('nan')):.2f}, prec {100*ev.get('precision', float('nan')):.2f}, "
-              f"HD95 {ev.get('hd95', float('nan')):.1f} px (n={ev['n']}); last-epoch val IoU {100*float(rows[-1]['val_iou']):.2f}")
-    except Exception as e: print(f'split {f}: no result ({e!r})')
-if ious:
-    sd = lambda v: statistics.stdev(v) if len(v) > 1 else float('nan')
-    print(f"mean over {len(ious)} splits: IoU {statistics.mean(ious):.2f} ± {sd(ious):.2f}, F1 {statistics.mean(f1s):.2f} ± {sd(f1s):.2f} "
-          "(published Mobile U-ViT: 72.88 ± 2.72 / 81.18 ± 3.05, ± over splits)")
-t = r/'throughput.md'; print(t.read_text() if t.exists() else 'no throughput table')
-PYEOF
+$PY scripts/device/summarize_runs.py "$R" busi1 $(printf 'busi%s ' $GPU1_SPLITS) --table "$R/throughput.md" \
+    --published "(published Mobile U-ViT: 72.88 ± 2.72 / 81.18 ± 3.05, ± over splits)" | tee "$R/summary.txt"
 grep -h -E "time budget|rror|retrying" $R/busi*_train.log | head -20
 cp $R/summary.txt "$OUT/"
 (cd $R && tar czf "$OUT/busi_runs.tar.gz" --exclude='*.pt' .)

@@ -35,22 +35,6 @@ echo "== 2. throughput =="
 [ -n "${SKIP_BENCH:-}" ] || timeout 170 $PY bench/bench_train.py --batch-sizes 8 32 --compile default reduce-overhead --compile-batch-sizes 8 --steps 40 --out "$OUT/throughput.md" 2>&1 | tail -n 30
 
 echo "== summary =="
-$PY - "$OUT" "$((T1 - T0))" "$FOLD" <<'PYEOF'
-import sys, json, csv, statistics
-from pathlib import Path
-out, wall, fold = Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
-try:
-    rows = list(csv.DictReader(open(out/f'busi{fold}'/'log.csv')))
-    ev = json.load(open(out/f'busi{fold}_eval.json'))
-    ips = statistics.median(float(r['img_s']) for r in rows[2:] or rows)
-    best = max(rows, key=lambda r: float(r['val_iou']))
-    print(f"mobileutr-busi split {fold}: {len(rows)} epochs in {wall} s wall (incl. data load + eval); "
-          f"train {sum(float(r['epoch_s']) for r in rows):.0f} s, median {ips:.0f} img/s (incl. on-GPU augmentation)")
-    print(f"best epoch {best['epoch']}: val IoU {100*ev['iou']:.2f} ± {100*ev['iou_std']:.2f}, F1 {100*ev['f1']:.2f} ± {100*ev['f1_std']:.2f}, "
-          f"Dice {100*ev['dice']:.2f}, HD95 {ev.get('hd95', float('nan')):.1f} px (per image over {ev['n']} val images)")
-    print("published (Mobile U-ViT, 3-split mean, Benchmarks README): IoU 72.88 ± 2.72, F1 81.18 ± 3.05")
-    print(f"last epoch: val IoU {100*float(rows[-1]['val_iou']):.2f}; curves {out/f'busi{fold}'/'curves.png'}, log {out/f'busi{fold}'/'log.csv'}")
-except Exception as e: print('no training summary:', e)
-t = out/'throughput.md'
-print(t.read_text() if t.exists() else 'no throughput table')
-PYEOF
+echo "$((T1 - T0))" > "$OUT/busi${FOLD}_wall.txt"
+$PY scripts/device/summarize_runs.py "$OUT" "busi$FOLD" --table "$OUT/throughput.md"
+echo "published (Mobile U-ViT, 3-split mean, Benchmarks README): IoU 72.88 ± 2.72, F1 81.18 ± 3.05"

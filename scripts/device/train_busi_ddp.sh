@@ -29,15 +29,5 @@ if [ "$SINGLE" != 0 ]; then
   $PY scripts/device/cli.py eval --ckpt "$R/gpu1/best.pt" --data-root $CACHE --fold $FOLD --device cuda --json > "$R/gpu1_eval.json" 2>/dev/null
   echo "1 GPU: $((T2 - T1)) s wall; speed-up $($PY -c "print(round(($T2-$T1)/max(1,$T1-$T0),2))")x"
 fi
-$PY - "$R" <<'PYEOF' | tee "$R/ddp_summary.txt"
-import sys, json, csv, statistics
-from pathlib import Path
-r = Path(sys.argv[1])
-for name in sorted(p.name for p in r.iterdir() if p.is_dir()):
-    try:
-        rows = list(csv.DictReader(open(r/name/'log.csv'))); ev = json.load(open(r/f'{name}_eval.json'))
-        print(f"{name}: {len(rows)} epochs, train {sum(float(x['epoch_s']) for x in rows):.0f} s, median {statistics.median(float(x['img_s']) for x in rows[2:] or rows):.0f} img/s; "
-              f"best-checkpoint IoU {100*ev['iou']:.2f} ± {100*ev['iou_std']:.2f}, F1 {100*ev['f1']:.2f} ± {100*ev['f1_std']:.2f} (n={ev['n']})")
-    except Exception as e: print(f'{name}: no result ({e!r})')
-PYEOF
+$PY scripts/device/summarize_runs.py "$R" ddp$NGPU $([ "$SINGLE" != 0 ] && echo gpu1) | tee "$R/ddp_summary.txt"
 cp "$R/ddp_summary.txt" "$OUT/" ; (cd "$R" && tar czf "$OUT/ddp_runs.tar.gz" --exclude='*.pt' .)
