@@ -12,7 +12,7 @@ import torch
 
 # %% auto #0
 __all__ = ['DATA_ENV', 'TOLERANCES', 'MedsegError', 'ShapeError', 'DataError', 'DataRootError', 'check_shape', 'get_device',
-           'seed_everything', 'data_root', 'Timer', 'benchmark', 'assert_close', 'no_tf32', 'atomic_save',
+           'seed_everything', 'data_root', 'find_data', 'Timer', 'benchmark', 'assert_close', 'no_tf32', 'atomic_save',
            'optional_kernels', 'env_info']
 
 # %% ../nbs/00_core.ipynb #f8cbcad9
@@ -93,6 +93,16 @@ def data_root(path:str|os.PathLike|None=None, # explicit data root (wins over th
     if root.name == Path(sub).name: return root   # the dataset folder itself was given
     raise DataRootError(f"'{sub}' not found under data root '{root}' (from {src}); pass the folder that contains "
                         f"'{sub}' as the data root argument or set {DATA_ENV} to it")
+
+# %% ../nbs/00_core.ipynb #1fdcb39b
+def find_data(sub:str|None=None, # dataset folder inside the data root, e.g. 'busi'
+             ) -> Path|None:
+    "The folder `$MEDSEG_TUTOR_DATA/sub` if the variable is set and that folder exists, else `None` (never raises)."
+    path = os.environ.get(DATA_ENV)
+    if not path: return None
+    root = Path(path).expanduser()
+    p = root if sub is None else root/sub
+    return p if p.exists() else None
 
 # %% ../nbs/00_core.ipynb #d1b958e0
 def _sync(device=None):
