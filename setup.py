@@ -22,7 +22,7 @@ setuptools.setup(
     include_package_data=True, zip_safe=False,
     install_requires=req('requirements'),
     extras_require={'cuda': req('cuda_requirements'), '3d': req('3d_requirements'), 'dev': req('dev_requirements'),
-                    'docs': req('docs_requirements')},
+                    'docs': req('docs_requirements'), 'course': req('course_requirements')},
     entry_points={'console_scripts': req('console_scripts'),
                   'nbdev': [f"{c['lib_name']}={c['lib_name']}._modidx:d"]},
 )
