@@ -3,7 +3,7 @@ import itertools
 import pytest
 import torch
 import torch.nn.functional as F
-from medseg_tutor.core import ShapeError, assert_close
+from medseg_tutor.core import MedsegError, ShapeError, assert_close
 from medseg_tutor.ssm.scan import (selective_scan, selective_scan_ref, linear_scan, chunked_linear_scan, ssm_matrix,
                                    KernelUnavailableError, cuda_kernel_available, triton_available)
 
@@ -144,10 +144,45 @@ def test_long_sequence_no_underflow_blowup():
 
 def test_auto_records_choice():
     t = make()
-    selective_scan(*args_of(t), impl='auto')
-    assert selective_scan.last_impl == ('cuda' if cuda_kernel_available() and t['u'].is_cuda else 'chunked')
+    with torch.no_grad(): selective_scan(*args_of(t), impl='auto')
+    assert selective_scan.last_impl == 'blocked'                          # CPU inference
+    a = args_of(t); a[0] = a[0].clone().requires_grad_()
+    selective_scan(*a, impl='auto')
+    assert selective_scan.last_impl == 'chunked'                          # CPU training
     selective_scan(*args_of(t), impl='parallel')
     assert selective_scan.last_impl == 'parallel'
+
+
+@pytest.mark.parametrize('Bk,Ck,extras', [('var', 'var', True), ('const', 'group', True), ('group', 'const', False)])
+@pytest.mark.parametrize('L', [1, 37, 130])
+def test_blocked_inference(Bk, Ck, extras, L):
+    t = make(L=L, B=Bk, C=Ck)
+    use = KEYS if extras else ('u', 'delta', 'A', 'B', 'C')
+    with torch.no_grad():
+        out, last = selective_scan(*args_of(t, use), delta_softplus=True, return_last_state=True, impl='blocked')
+    out_r, last_r = selective_scan_ref(*args_of(t, use), delta_softplus=True, return_last_state=True)
+    assert torch.allclose(out, out_r, rtol=1e-12, atol=1e-12) and torch.allclose(last, last_r, rtol=1e-12, atol=1e-12)
+
+
+def test_blocked_refuses_gradients():
+    a = [x.requires_grad_() for x in args_of(make())]
+    with pytest.raises(MedsegError, match='inference-only'):
+        selective_scan(*a, impl='blocked')
+
+
+def test_bad_input_is_one_line_error():
+    "Issue 15: numpy input or an empty sequence is a one-line ShapeError, not a traceback from deep inside."
+    t = make()
+    with pytest.raises(ShapeError, match=r"u is a numpy.ndarray, not a torch.Tensor") as e:
+        selective_scan(t['u'].numpy(), t['delta'], t['A'], t['B'], t['C'])
+    assert '\n' not in str(e.value)
+    with pytest.raises(ShapeError, match=r"B is a numpy.ndarray"):
+        selective_scan(t['u'], t['delta'], t['A'], t['B'].numpy(), t['C'])
+    e0 = {k: v[..., :0] if k in ('u', 'delta', 'z', 'B', 'C') else v for k, v in t.items()}
+    for impl in ('auto', 'ref', 'chunked'):
+        with pytest.raises(ShapeError, match=r"u has shape \(2, 4, 0\): the sequence length L is 0") as e:
+            selective_scan(*args_of(e0), impl=impl)
+        assert '\n' not in str(e.value) and isinstance(e.value, MedsegError)
 
 
 def test_errors():
