@@ -9,7 +9,7 @@ import torch
 from torch.utils.data import Dataset
 
 # %% auto #0
-__all__ = ['make_lesion_image', 'SyntheticLesionDataset']
+__all__ = ['EXAMPLE_SETS', 'make_lesion_image', 'SyntheticLesionDataset', 'make_example_dataset', 'is_synthetic', 'example_data']
 
 # %% ../../nbs/44_data.synthetic.ipynb #50c91204
 def _smooth_noise(rng, shape, sigma):
@@ -95,3 +95,203 @@ class SyntheticLesionDataset(Dataset):
         d = {'image': torch.from_numpy(img).permute(2, 0, 1).float() / 255, 'mask': torch.from_numpy(m)[None].float(),
              'name': f"synthetic_{self.seed}_{i}"}
         return self.transform(d) if self.transform is not None else d
+
+# %% ../../nbs/44_data.synthetic.ipynb #77094525
+import os, json, shutil, tempfile
+from pathlib import Path
+
+EXAMPLE_SETS = {'busi': 'busi', 'sirst': 'sirst', 'kvasir': 'kvasir_seg_sample', 'msd_hippocampus': 'msd_hippocampus',
+                'ct_samples': 'ct_samples', 'medmnist': 'medmnist'}   # stand-in name -> folder of the real set
+
+def _png(a, path, mode=None):
+    from PIL import Image
+    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(a, mode).save(path)
+
+def _grey(rng, h, w, lesion=True, irregularity=None):
+    "A (h, w) lesion image and mask: generated square at max(h, w) and cropped."
+    s = max(h, w)
+    img, m = make_lesion_image(rng, s, lesion=lesion, irregularity=irregularity)
+    y0, x0 = (s - h) // 2, (s - w) // 2
+    return img[y0:y0 + h, x0:x0 + w], m[y0:y0 + h, x0:x0 + w]
+
+def _lines(names, crlf=False, trailing=True):
+    sep = '\r\n' if crlf else '\n'
+    return (sep.join(names) + (sep if trailing else '')).encode()
+
+def _busi(root, n, size, rng):
+    kinds = ['normal' if i % 8 == 7 else ('malignant' if i % 3 == 2 else 'benign') for i in range(n)]
+    count, names = {}, []
+    for i, k in enumerate(kinds):
+        count[k] = count.get(k, 0) + 1; name = f"{k} ({count[k]})"; names.append(name)
+        h, w = size + 8 * (i % 3), size - 8 * (i % 2)           # sizes vary, like the real set
+        img, m = _grey(rng, h, w, lesion=k != 'normal', irregularity=0.25 if k == 'malignant' else 0.05)
+        _png((img * 255).round().astype(np.uint8), root/'images'/f'{name}.png')
+        _png(m.astype(np.uint8) * 255, root/'masks'/'0'/f'{name}.png')
+    lesion = [nm for nm, k in zip(names, kinds) if k != 'normal']     # normal images are in no split
+    (root/'splits').mkdir(parents=True)
+    for fold in (1, 2, 3):
+        perm = np.random.default_rng(fold).permutation(len(lesion)); n_val = max(1, round(0.3 * len(lesion)))
+        for part, rows in (('val', perm[:n_val]), ('train', perm[n_val:])):
+            (root/'splits'/f'busi_{part}{fold}.txt').write_bytes(_lines([lesion[j] for j in rows], crlf=True))
+
+def _sirst(root, n, size, rng):
+    names = [f"Misc_{k}" for k in range(1, n + 1)]
+    yy, xx = np.mgrid[0:size, 0:size]
+    for nm in names:
+        from scipy.ndimage import gaussian_filter
+        sky = 0.35 + 0.15 * gaussian_filter(rng.standard_normal((size, size)), size / 6) * 4 + 0.03 * rng.standard_normal((size, size))
+        m = np.zeros((size, size), bool)
+        for _ in range(rng.integers(1, 3)):                   # one or two targets of a few pixels
+            cy, cx, r = rng.uniform(4, size - 4), rng.uniform(4, size - 4), rng.uniform(0.8, 2.0)
+            blob = ((yy - cy) ** 2 + (xx - cx) ** 2) <= r * r
+            m |= blob; sky = sky + 0.45 * gaussian_filter(blob.astype(float), 0.7)
+        g = (np.clip(sky, 0, 1) * 255).round().astype(np.uint8)
+        _png(np.stack([g] * 3, -1), root/'images'/f'{nm}.png')
+        _png(m.astype(np.uint8) * 255, root/'masks'/f'{nm}_pixels0.png')
+    perm = rng.permutation(n); a, b = max(1, round(0.6 * n)), max(2, round(0.8 * n))
+    parts = {'train': perm[:a], 'val': perm[a:b], 'test': perm[b:]}
+    parts['trainval'] = np.concatenate([parts['train'], parts['val']])
+    (root/'idx_427').mkdir(parents=True)
+    for k, rows in parts.items():                              # no trailing newline, as upstream
+        (root/'idx_427'/f'{k}.txt').write_bytes(_lines([names[j] for j in rows], trailing=False))
+
+def _kvasir(root, n, size, rng):
+    from PIL import Image
+    from scipy.ndimage import gaussian_filter
+    h, w = size, round(size * 1.25)                           # non-square, as the real JPEGs
+    yy, xx = np.mgrid[0:h, 0:w] / size
+    for i in range(n):
+        ident = ''.join(rng.choice(list('abcdefghijklmnopqrstuvwxyz0123456789'), 25))
+        cy, cx, r = rng.uniform(0.3, 0.7), rng.uniform(0.3, 0.9), rng.uniform(0.12, 0.28)
+        rho = np.hypot((yy - cy) / r, (xx - cx) / (r * rng.uniform(0.8, 1.3)))
+        m = rho <= 1 + 0.1 * gaussian_filter(rng.standard_normal((h, w)), size / 10) * 5
+        base = 0.5 + 0.1 * gaussian_filter(rng.standard_normal((h, w)), size / 12) * 6
+        bump = gaussian_filter(m.astype(float), 2.0)
+        rgb = np.stack([base * 0.9 + 0.25 * bump, base * 0.45 + 0.15 * bump, base * 0.35 + 0.05 * bump], -1)
+        rgb = np.clip(rgb + 0.03 * rng.standard_normal(rgb.shape), 0, 1)
+        (root/'images').mkdir(parents=True, exist_ok=True); (root/'masks').mkdir(parents=True, exist_ok=True)
+        Image.fromarray((rgb * 255).round().astype(np.uint8)).save(root/'images'/f'{ident}.jpg', quality=90)
+        mm = (m.astype(np.uint8) * 255)
+        Image.fromarray(np.stack([mm] * 3, -1)).save(root/'masks'/f'{ident}.jpg', quality=75)   # lossy mask, as the real one
+
+def _nifti(a, affine, path):
+    import nibabel as nib
+    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
+    nib.save(nib.Nifti1Image(a, affine), str(path))
+
+def _ellipsoid(shape, c, r):
+    g = np.stack(np.meshgrid(*[np.arange(s) for s in shape], indexing='ij'), -1).astype(np.float32)
+    return (((g - np.asarray(c, np.float32)) / np.asarray(r, np.float32)) ** 2).sum(-1) <= 1
+
+def _msd_hippocampus(root, n, size, rng):
+    from scipy.ndimage import gaussian_filter
+    shape = (max(8, size // 2), max(8, 3 * size // 4), max(8, size // 2))
+    entries = []
+    for i in range(n):
+        nm = f"hippocampus_{2 * i + 1:03d}.nii.gz"
+        c = np.array(shape) / 2 + rng.uniform(-2, 2, 3)
+        ant = _ellipsoid(shape, c - [0, shape[1] / 6, 0], [shape[0] / 6, shape[1] / 6, shape[2] / 6])
+        post = _ellipsoid(shape, c + [0, shape[1] / 8, 0], [shape[0] / 7, shape[1] / 5, shape[2] / 7]) & ~ant
+        lab = ant.astype(np.uint8) + 2 * post.astype(np.uint8)
+        tissue = 0.6 + 0.2 * gaussian_filter(rng.standard_normal(shape), 2) * 3 + 0.2 * (lab > 0) - 0.1 * (lab == 2)
+        scale = float(10 ** rng.uniform(2, 5))                     # raw MRI units of very different scales
+        img = (np.clip(tissue, 0, None) * scale).astype(np.float32)
+        _nifti(img, np.eye(4), root/'imagesTr'/nm); _nifti(lab, np.eye(4), root/'labelsTr'/nm)
+        entries.append({'image': f'./imagesTr/{nm}', 'label': f'./labelsTr/{nm}'})
+    meta = {'name': 'Hippocampus', 'description': 'synthetic stand-in for MSD Task04 (same layout, procedural volumes)',
+            'modality': {'0': 'MRI'}, 'labels': {'0': 'background', '1': 'Anterior', '2': 'Posterior'},
+            'numTraining': n, 'file_ending': '.nii.gz', 'training': entries}
+    (root/'dataset.json').write_text(json.dumps(meta, indent=1))
+
+def _ct_volume(rng, shape, organ=True):
+    "A CT-like volume in Hounsfield units: air, a body ellipse (fat rim, soft tissue), a spine, and a spleen-like organ."
+    from scipy.ndimage import gaussian_filter
+    X, Y, Z = shape
+    body = _ellipsoid(shape, (X / 2, Y / 2, Z / 2), (0.45 * X, 0.38 * Y, 10 * Z))
+    inner = _ellipsoid(shape, (X / 2, Y / 2, Z / 2), (0.40 * X, 0.33 * Y, 10 * Z))
+    hu = np.full(shape, -1000.0, np.float32)
+    hu[body] = -100.0; hu[inner] = 40.0
+    spine = _ellipsoid(shape, (X / 2, 0.7 * Y, Z / 2), (0.06 * X, 0.06 * Y, 10 * Z)); hu[spine] = 700.0
+    org = _ellipsoid(shape, (0.3 * X + rng.uniform(-2, 2), 0.55 * Y, Z / 2), (0.1 * X, 0.12 * Y, 0.35 * Z)) if organ else np.zeros(shape, bool)
+    hu[org] = 110.0
+    hu += 15 * gaussian_filter(rng.standard_normal(shape), 1.0) * 3
+    return np.clip(hu, -1024, 3000).round().astype(np.int16), org.astype(np.uint8)
+
+def _ct_samples(root, n, size, rng):
+    s = max(16, size)
+    ct, lab = _ct_volume(rng, (s, s, max(4, s // 6)))
+    aff = np.diag([0.795, 0.795, 5.0, 1.0])                    # anisotropic voxels, as the spleen crop
+    _nifti(ct, aff, root/'spleen_2_crop_ct.nii.gz'); _nifti(lab, aff, root/'spleen_2_crop_label.nii.gz')
+    ct2, _ = _ct_volume(rng, (s, int(s * 0.85), s), organ=True)
+    aff2 = np.diag([3.0, 3.0, 3.0, 1.0]); aff2[:3, 3] = (-100.0, -80.0, -150.0)
+    _nifti(ct2, aff2, root/'example_ct.nii.gz')
+
+def _medmnist(root, n, size, rng):
+    from scipy.ndimage import zoom
+    root.mkdir(parents=True, exist_ok=True)
+    sizes = {'train': n, 'val': max(2, n // 4), 'test': max(2, n // 4)}
+    d = {}
+    for sp, k in sizes.items():
+        lab = np.arange(k) % 2                                  # 0 = malignant (irregular lesion), 1 = normal/benign
+        ims = [(_grey(rng, 28, 28, lesion=True, irregularity=0.3 if l == 0 else 0.0)[0] * 255).round().astype(np.uint8) for l in lab]
+        d[f'{sp}_images'] = np.stack(ims); d[f'{sp}_labels'] = lab.astype(np.uint8)   # shape (N,), as the shared copy
+    np.savez_compressed(root/'breastmnist.npz', **d)
+    for vs, fname in ((64, 'adrenalmnist3d_64.npz'), (28, 'adrenalmnist3d.npz')):
+        d = {}
+        for sp, k in sizes.items():
+            lab = np.arange(k) % 2                              # 1 = hyperplasia: a thicker shape
+            vols = []
+            for l in lab:
+                r = np.array([0.12, 0.3, 0.1]) * vs * (1.5 if l else 1.0) * rng.uniform(0.85, 1.15, 3)
+                vols.append(_ellipsoid((vs,) * 3, np.array([vs / 2] * 3) + rng.uniform(-2, 2, 3), r).astype(np.uint8) * 255)
+            d[f'{sp}_images'] = np.stack(vols); d[f'{sp}_labels'] = lab.astype(np.uint8)[:, None]
+        np.savez_compressed(root/fname, **d)
+
+_WRITERS = {'busi': _busi, 'sirst': _sirst, 'kvasir': _kvasir, 'msd_hippocampus': _msd_hippocampus,
+            'ct_samples': _ct_samples, 'medmnist': _medmnist}
+
+def make_example_dataset(name:str, # 'busi', 'sirst', 'kvasir', 'msd_hippocampus', 'ct_samples' or 'medmnist'
+                         root:str|os.PathLike, # folder to create (must not exist or be empty)
+                         n:int=8, # number of images / volumes (per split for medmnist's train split)
+                         size:int=64, # image edge in pixels (volume edges are derived from it)
+                         seed:int=0, # same seed, same files
+                        ) -> Path:
+    "Write a tiny procedural stand-in for a real data set, in that set's own layout; returns `root`."
+    from medseg_tutor.core import DataError
+    if name not in _WRITERS: raise DataError(f"unknown example data set '{name}': use one of {', '.join(_WRITERS)}")
+    if n < 2: raise DataError(f"make_example_dataset needs n >= 2 (got {n}) so that every split is non-empty")
+    root = Path(root)
+    if root.exists() and any(root.iterdir()): raise DataError(f"'{root}' exists and is not empty: give a new folder")
+    root.mkdir(parents=True, exist_ok=True)
+    _WRITERS[name](root, n, size, np.random.default_rng([seed, list(_WRITERS).index(name)]))
+    (root/'SYNTHETIC.txt').write_text(f"Synthetic stand-in for '{name}' written by medseg_tutor.data.synthetic."
+                                      f"make_example_dataset(n={n}, size={size}, seed={seed}): procedural images in the "
+                                      f"real set's layout; not real data.\n")
+    return root
+
+def is_synthetic(path:str|os.PathLike) -> bool:
+    "True if `path` (or a folder above it) is a stand-in written by `make_example_dataset`."
+    p = Path(path)
+    return any((q/'SYNTHETIC.txt').is_file() for q in (p, *p.parents))
+
+def example_data(name:str, # as in `make_example_dataset`
+                 n:int=8, size:int=64, seed:int=0, # used only when a stand-in is built
+                ) -> Path:
+    "The real set from `$MEDSEG_TUTOR_DATA` if present (`find_data`), else a cached synthetic stand-in."
+    from medseg_tutor.core import find_data, DataError
+    if name not in EXAMPLE_SETS: raise DataError(f"unknown example data set '{name}': use one of {', '.join(EXAMPLE_SETS)}")
+    real = find_data(EXAMPLE_SETS[name])
+    if real is not None: return real
+    base = Path(os.environ.get('MEDSEG_TUTOR_CACHE', Path.home()/'.cache'/'medseg_tutor'))/'synthetic'
+    dest = base/f"{name}-n{n}-s{size}-seed{seed}-v1"
+    if (dest/'SYNTHETIC.txt').is_file(): return dest
+    base.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f'.{name}-', dir=base))
+    try:
+        make_example_dataset(name, tmp/'d', n, size, seed)
+        try: os.replace(tmp/'d', dest)                       # atomic: a concurrent builder may have won the race
+        except OSError:
+            if not (dest/'SYNTHETIC.txt').is_file(): raise
+    finally: shutil.rmtree(tmp, ignore_errors=True)
+    return dest
