@@ -1,0 +1,117 @@
+"Reproduce a table: dry run, table format, resume of a half-done table (one run finished, one killed mid-way)."
+import json, os, signal, subprocess, sys, time, statistics, argparse
+from pathlib import Path
+import pytest
+from medseg_tutor.core import MedsegError
+from medseg_tutor.train import reproduce as R
+
+def _tiny_busi(root: Path) -> Path:
+    "A tiny folder in BUSI's layout (DATA's make_example_dataset)."
+    from medseg_tutor.data.synthetic import make_example_dataset
+    return make_example_dataset('busi', root/'busi', n=20, size=64)
+
+TINY = R.Table('tiny', 'tiny twin', (R.Run('split1-seed41', 'mobileutr-busi-tiny', 1, 41),
+                                     R.Run('split2-seed41', 'mobileutr-busi-tiny', 2, 41)), R.TABLES['busi-mobileutr'].published[:1])
+
+def test_tables_defined():
+    assert set(R.TABLES) == {'busi-mobileutr', 'busi-mobileutr-l', 'sirst-srsnet', 'busi-srsnet'}
+    for t in R.TABLES.values():
+        assert t.published and all(p.source for p in t.published)
+        order = [r.name for r in R._order(t)]
+        assert all(order.index(r.after) < order.index(r.name) for r in t.runs if r.after)
+    s = R.get_table('sirst-srsnet')
+    assert s.metrics == ('iou_pooled', 'niou', 'f1') and all(r.split == 'test' for r in s.runs)
+    with pytest.raises(MedsegError, match='known tables'): R.get_table('busi')
+
+def test_dry_run_lists_commands(tmp_path):
+    out = tmp_path/'t'
+    (out/'split1-seed41').mkdir(parents=True); (out/'split1-seed41'/'done.json').write_text('{}')
+    (out/'split2-seed41').mkdir(); (out/'split2-seed41'/'last.pt').write_bytes(b'x')
+    res = R.reproduce('busi-mobileutr', out, 'DATA', dry_run=True, train_args=['--amp', 'bf16'], verbose=False)
+    p = {r['run']: r for r in res['plan']}
+    assert [p[k]['status'] for k in ('split1-seed41', 'split2-seed41', 'split3-seed41')] == ['done', 'partial', 'new']
+    assert p['split1-seed41']['commands'] == []
+    tr2, ev2 = p['split2-seed41']['commands']
+    assert tr2.startswith('medseg-tutor train --recipe mobileutr-busi') and '--resume' in tr2 and '--fold 2' in tr2
+    assert tr2.endswith('--amp bf16') and ev2.startswith('medseg-tutor eval --ckpt') and ev2.endswith('--fold 2')
+    assert '--resume' not in p['split3-seed41']['commands'][0]
+    assert not (out/'split3-seed41').exists()          # a dry run creates nothing
+    # SRSNet: phase 2 starts from its phase-1 run's best.pt, phase 1 is not evaluated
+    q = {r['run']: r for r in R.plan('busi-srsnet', tmp_path/'s', 'DATA')}
+    assert len(q['R-split1-seed41']['commands']) == 1
+    assert f"--init {tmp_path/'s'/'R-split1-seed41'/'best.pt'}" in q['S-dpconv-split1-seed41']['commands'][0]
+
+def _fake_run(d: Path, iou, f1, epochs=3, planned=None, evaluated=True):
+    d.mkdir(parents=True)
+    rows = [dict(epoch=e + 1, train_loss=1.0 / (e + 1), val_iou=iou / 100 * (e + 1) / epochs, val_f1=f1 / 100 * (e + 1) / epochs) for e in range(epochs)]
+    (d/'log.csv').write_text('epoch,train_loss,val_iou,val_f1\n' + ''.join(f"{r['epoch']},{r['train_loss']},{r['val_iou']},{r['val_f1']}\n" for r in rows))
+    if evaluated:
+        (d/'eval.json').write_text(json.dumps(dict(iou=iou / 100, iou_std=0.25, f1=f1 / 100, f1_std=0.2, n=195)))
+        (d/'trained.json').write_text('{}'); (d/'done.json').write_text('{}')
+
+def test_table_format(tmp_path, monkeypatch):
+    out = tmp_path/'t'
+    for k, (iou, f1) in enumerate([(69.53, 78.31), (72.36, 80.96), (73.81, 82.63)], 1): _fake_run(out/f'split{k}-seed41', iou, f1)
+    monkeypatch.setattr(R, '_planned_epochs', lambda d: 3)
+    md = R.table_markdown('busi-mobileutr', out, machine='test machine', command='medseg-tutor reproduce busi-mobileutr')
+    lines = md.splitlines()
+    assert 'Machine: test machine' in md and '`medseg-tutor reproduce busi-mobileutr`' in md
+    row2 = next(l for l in lines if l.startswith('| split2-seed41 '))
+    assert '| 72.36 ± 25.00 | 80.96 ± 20.00 | done |' in row2 and '| 3 of 3 | 3 |' in row2
+    mean = next(l for l in lines if 'mean ± std over 3 run(s)' in l)
+    ious, f1s = [69.53, 72.36, 73.81], [78.31, 80.96, 82.63]
+    assert f"{statistics.mean(ious):.2f} ± {statistics.stdev(ious):.2f}" in mean and f"{statistics.mean(f1s):.2f} ± {statistics.stdev(f1s):.2f}" in mean
+    assert 'not at full length' not in mean
+    pub = next(l for l in lines if l.startswith('| published: Mobile U-ViT'))
+    assert '72.88 ± 2.72 | 81.18 ± 3.05' in pub and 'Medical-Image-Segmentation-Benchmarks' in md
+    # a run stopped before its evaluation: best row of its log, marked, and the mean says so
+    import shutil; shutil.rmtree(out/'split3-seed41'); _fake_run(out/'split3-seed41', 60.0, 70.0, evaluated=False)
+    (out/'split3-seed41'/'last.pt').write_bytes(b'x')
+    monkeypatch.setattr(R, '_planned_epochs', lambda d: 300)
+    md = R.table_markdown('busi-mobileutr', out, machine='m')
+    row3 = next(l for l in md.splitlines() if l.startswith('| split3-seed41 '))
+    assert '60.00 (log)' in row3 and 'partial (stopped after epoch 3)' in row3 and '3 of 300' in row3
+    assert '(3 not at full length)' in md
+
+def test_cli_list_and_dry_run(tmp_path, capsys):
+    p = argparse.ArgumentParser(); R.add_reproduce_args(p)
+    assert R.reproduce_main(p.parse_args(['--list'])) == 0
+    assert 'S-plain-seed43' in capsys.readouterr().out
+    assert R.reproduce_main(p.parse_args(['busi-mobileutr-l', '--dry-run', '--out', str(tmp_path/'l')])) == 0
+    assert '--recipe mobileutr-l-busi' in capsys.readouterr().out
+    with pytest.raises(MedsegError, match='per-gpu'): R.reproduce_main(p.parse_args(['busi-mobileutr', '--per-gpu', '0']))
+
+def _kill_after_first_epoch(cmd, d: Path, env):
+    "Start a training process, SIGKILL it once its log.csv has an epoch (a run killed mid-way)."
+    d.mkdir(parents=True)
+    with open(d/'train.log', 'w') as f:
+        p = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        t0 = time.time()
+        while time.time() - t0 < 120 and p.poll() is None and len(R.read_log(d)) < 1: time.sleep(0.02)
+        os.killpg(p.pid, signal.SIGKILL); p.wait()
+
+def test_resume_half_done_table(tmp_path):
+    root, out, E = _tiny_busi(tmp_path), tmp_path/'tiny', 6
+    env = dict(R._cli_env(), OMP_NUM_THREADS='1')
+    # run 1 finishes through reproduce (a one-run table with the same folder names)
+    one = R.Table('tiny', 'run 1 only', TINY.runs[:1])
+    r1 = R.reproduce(one, out, root, epochs=E, poll_s=0.1, verbose=False)
+    assert r1['done'] == ['split1-seed41'] and R.run_status(out/'split1-seed41') == 'done'
+    n_att = len((out/'split1-seed41'/'attempts.jsonl').read_text().splitlines())
+    # run 2 is killed after its first epoch
+    cmd = R.cli_prefix() + R.train_command(TINY.runs[1], out/'split2-seed41', root, epochs=E, device='cpu')
+    _kill_after_first_epoch(cmd, out/'split2-seed41', env)
+    done_before = len(R.read_log(out/'split2-seed41'))
+    assert 1 <= done_before < E and R.run_status(out/'split2-seed41') == 'partial'
+    assert [r['status'] for r in R.plan(TINY, out, root, epochs=E)] == ['done', 'partial']
+    # the whole table again: run 1 is skipped, run 2 resumes from its last epoch
+    res = R.reproduce(TINY, out, root, per_gpu=2, epochs=E, poll_s=0.1, verbose=False)
+    assert res['done'] == ['split1-seed41', 'split2-seed41'] and not res['failed']
+    assert len((out/'split1-seed41'/'attempts.jsonl').read_text().splitlines()) == n_att
+    att = [json.loads(l) for l in (out/'split2-seed41'/'attempts.jsonl').read_text().splitlines()]
+    assert att[0]['step'] == 'train' and '--resume' in att[0]['command'] and att[0]['rc'] == 0
+    assert 'resumed from' in (out/'split2-seed41'/'train.log').read_text()
+    log = R.read_log(out/'split2-seed41')
+    assert [int(r['epoch']) for r in log] == list(range(1, E + 1))
+    md = (out/'table.md').read_text()
+    assert md.count(f'| {E} of {E} |') == 2 and 'mean ± std over 2 run(s)' in md and (out/'curves.png').is_file()
