@@ -1,11 +1,11 @@
-"MambaMIM invariants (dossier mambamim.md §6: 1–3, 11–17) on tiny CPU sizes."
+"MambaMIM invariants on tiny CPU sizes (masking, sparse encoder, S6T, loss, schedule, fine-tuning; arXiv 2408.08070 and the released FengheTan9/MambaMIM@8b96c05)."
 import math
 import numpy as np
 import pytest
 import torch
 from medseg_tutor.core import ShapeError
-from medseg_tutor.mim.masking import (hybrid_mask, upsample_mask, mask_like, token_drop, token_restore,
-                                      MaskedLayerNorm3d)
+from medseg_tutor.mim.masking import hybrid_mask
+from medseg_tutor.blocks.masked import upsample_mask, mask_like, token_drop, token_restore, MaskedLayerNorm3d
 from medseg_tutor.mim.s6t import s6t_fill, s6t_fill_ref
 from medseg_tutor.nets.hymamba import hymamba_tiny, sincos_pos_embed_3d, HyMambaClassifier
 from medseg_tutor.mim.pretrain import (MambaMIM, masked_patch_loss, patchify, unpatchify, lr_at, wd_at,
@@ -262,3 +262,28 @@ def test_pretrain_dataset_nifti(tmp_path):
     with pytest.raises(DataError, match='nope.nii.gz'): MIMPretrainDataset(tmp_path, 'd2.json')
     nib.save(nib.Nifti1Image(np.zeros((4, 4, 4, 2), np.float32), np.eye(4)), str(tmp_path / 'four.nii.gz'))
     with pytest.raises(DataError, match='four.nii.gz'): load_nifti_ras(tmp_path / 'four.nii.gz')
+
+# ---------------------------------------------------------------- bad input: one line naming the fix (issue 15)
+@pytest.mark.parametrize('args', [(-1, 6), (0, 6), (2, 2.7), (2, (6, 6, 2.5)), (2, (6, 6)), (2.5, 6), (2, 6, 1.0)])
+def test_hybrid_mask_bad_args(args):
+    from medseg_tutor.core import MedsegError
+    with pytest.raises(ShapeError) as e: hybrid_mask(*args)
+    assert isinstance(e.value, MedsegError) and '\n' not in str(e.value)
+    assert 'must be' in str(e.value)
+
+def test_hybrid_mask_integral_floats_ok():
+    assert hybrid_mask(2, 6.0).shape == (2, 1, 6, 6, 6)
+
+def test_s6t_empty_batch():
+    A = torch.zeros(3, 3)
+    for fn in (s6t_fill, s6t_fill_ref):
+        with pytest.raises(ShapeError, match='empty'):
+            fn(torch.zeros(0, 3, 2, 2, 2), torch.zeros(0, 1, 2, 2, 2, dtype=torch.bool), A)
+
+def test_layers_point_one_way():
+    "nets/ and blocks/ import nothing from mim/, train/ or demos/."
+    import re, pathlib
+    root = pathlib.Path(__file__).resolve().parents[1] / 'medseg_tutor'
+    for f in [root / 'nets' / 'hymamba.py', root / 'blocks' / 'masked.py']:
+        src = f.read_text()
+        assert not re.search(r'^\s*from\s+(\.\.|medseg_tutor\.)(mim|train|demos)\b', src, re.M), f

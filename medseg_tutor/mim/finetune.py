@@ -11,7 +11,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from ..core import ShapeError, DataError, check_shape
-from ..nets.hymamba import HyMambaEncoder, MaskedLayerNorm3d
+from ..nets.hymamba import HyMambaEncoder
+from ..blocks.masked import MaskedLayerNorm3d
 
 # %% auto #0
 __all__ = ['ResBlockIN', 'UpBlock', 'LNResBlock', 'HyMambaUNETR', 'load_encoder', 'dice_ce_loss', 'sliding_window_predict']

@@ -10,7 +10,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from ..core import ShapeError, check_shape
-from .masking import hybrid_mask, upsample_mask, mask_like
+from .masking import hybrid_mask
+from ..blocks.masked import upsample_mask, mask_like
 from .s6t import s6t_fill, s6t_fill_ref
 from ..nets.hymamba import HyMambaEncoder
 

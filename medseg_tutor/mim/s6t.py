@@ -14,6 +14,9 @@ __all__ = ['s6t_fill_ref', 's6t_fill']
 # %% ../../nbs/31_mim.s6t.ipynb #3075c99b
 def _check(features, visible, A):
     sz = check_shape(features, ('b', 'c', None, None, None), 'features')
+    if features.numel() == 0:
+        raise ShapeError(f"features {tuple(features.shape)} are empty: S6T needs at least one sample and one grid cell "
+                         "(skip the call for an empty batch)")
     check_shape(visible, ('b', 1, None, None, None), 'visible', sz)
     if tuple(visible.shape[2:]) != tuple(features.shape[2:]):
         raise ShapeError(f"visible grid {tuple(visible.shape[2:])} != features grid {tuple(features.shape[2:])}")

@@ -11,7 +11,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from ..core import ShapeError, check_shape
-from ..mim.masking import MaskedLayerNorm3d, masked, mask_like, token_drop, token_restore
+from ..blocks.masked import MaskedLayerNorm3d, masked, mask_like, token_drop, token_restore
 
 # %% auto #0
 __all__ = ['STRIDE', 'sincos_pos_embed_3d', 'MedNeXtBlock', 'ResBlock', 'MlpChannel', 'MambaLayer', 'HyMambaConfig', 'Embeddings',
