@@ -72,6 +72,10 @@ def test_table_format(tmp_path, monkeypatch):
     row3 = next(l for l in md.splitlines() if l.startswith('| split3-seed41 '))
     assert '60.00 (log)' in row3 and 'partial (stopped after epoch 3)' in row3 and '3 of 300' in row3
     assert '(3 not at full length)' in md
+    # ... and once its best checkpoint so far has been evaluated (reproduce does that after a deadline stop)
+    (out/'split3-seed41'/'eval_partial.json').write_text(json.dumps(dict(iou=0.61, iou_std=0.3, f1=0.71, f1_std=0.28, n=195)))
+    row3 = next(l for l in R.table_markdown('busi-mobileutr', out, machine='m').splitlines() if l.startswith('| split3-seed41 '))
+    assert '61.00 ± 30.00 (so far)' in row3
 
 def test_cli_list_and_dry_run(tmp_path, capsys):
     p = argparse.ArgumentParser(); R.add_reproduce_args(p)
@@ -96,7 +100,7 @@ def test_resume_half_done_table(tmp_path):
     # run 1 finishes through reproduce (a one-run table with the same folder names)
     one = R.Table('tiny', 'run 1 only', TINY.runs[:1])
     r1 = R.reproduce(one, out, root, epochs=E, poll_s=0.1, verbose=False)
-    assert r1['done'] == ['split1-seed41'] and R.run_status(out/'split1-seed41') == 'done'
+    assert r1['done'] == ['split1-seed41'] and R.run_status(out/'split1-seed41') == 'done', R._tail(out/'split1-seed41'/'train.log')
     n_att = len((out/'split1-seed41'/'attempts.jsonl').read_text().splitlines())
     # run 2 is killed after its first epoch
     cmd = R.cli_prefix() + R.train_command(TINY.runs[1], out/'split2-seed41', root, epochs=E, device='cpu')
