@@ -5,11 +5,11 @@
 # %% auto #0
 __all__ = ['ChannelAttention', 'SpatialAttention', 'dpconv_ref', 'DPConv']
 
-# %% ../../nbs/20_blocks.dpconv.ipynb #589651e0
+# %% ../../nbs/20_blocks.dpconv.ipynb #967e0cc6
 import torch, torch.nn as nn, torch.nn.functional as F
 from ..core import ShapeError, check_shape
 
-# %% ../../nbs/20_blocks.dpconv.ipynb #2bca981b
+# %% ../../nbs/20_blocks.dpconv.ipynb #92462576
 class ChannelAttention(nn.Module):
     "CBAM channel gate $\\sigma(M(\\mathrm{avg}(x)) + M(\\mathrm{max}(x)))$, shape (B, C, 1, 1); hidden width C//8."
     def __init__(self, channels:int):
@@ -29,7 +29,7 @@ class SpatialAttention(nn.Module):
     def forward(self, x):
         return torch.sigmoid(self.conv(torch.cat([x.mean(1, keepdim=True), x.amax(1, keepdim=True)], 1)))
 
-# %% ../../nbs/20_blocks.dpconv.ipynb #f3e6cefd
+# %% ../../nbs/20_blocks.dpconv.ipynb #9515d849
 def dpconv_ref(x:torch.Tensor, # segmentation feature F_s, (B, Cin, h, w)
                info:torch.Tensor, # reconstruction feature F_r, (B, CI, h', w')
                sd:dict, # weights in the released PKernel_D2 layout (see `DPConv.released_state_dict`)
@@ -52,7 +52,7 @@ def dpconv_ref(x:torch.Tensor, # segmentation feature F_s, (B, Cin, h, w)
     D = theta.view(B, out_channels, Cin, k, k)
     return torch.cat([F.conv2d(x[b:b+1], D[b], padding=(k - 1) // 2) for b in range(B)])
 
-# %% ../../nbs/20_blocks.dpconv.ipynb #7bce5ca1
+# %% ../../nbs/20_blocks.dpconv.ipynb #814154e1
 class DPConv(nn.Module):
     "Dynamic-parameter convolution: `forward(x, info)` convolves each sample of `x` with a kernel generated from `info`."
     def __init__(self, in_channels:int, out_channels:int, kernel_size:int=3,
