@@ -52,15 +52,27 @@ def _directives(src: str):
     return d, '\n'.join(lines[i:]).strip('\n')
 
 
+class Repo:
+    """Where the repository lives on the web, for the source links of every page: `{repo_url}/blob/{branch}/<path>`,
+    with `<path>` relative to the repository root (`nbs/01_selective_scan.ipynb`, `medseg_tutor/ssm/scan.py`).
+    Set by `--repo-url`, else $MEDSEG_DOCS_REPO_URL, else `git_url` in the nbdev settings, else `extra.repo_url`
+    of docs/mkdocs.yml (a placeholder until the project has a public home)."""
+    def __init__(self, url: str, branch: str = 'main'):
+        self.url, self.branch = url.rstrip('/'), branch or 'main'
+
+    def blob(self, path: str) -> str: return f'{self.url}/blob/{self.branch}/{path.lstrip("/")}'
+
+
 class Links:
-    "Rewrite nbdev's site-absolute links (`/core.html#x`) to relative ones and drop dead `[source]` links."
-    def __init__(self, page: str, git_url: str):
+    "Rewrite nbdev's site-absolute links (`/core.html#x`) to relative ones; nbdev's `[source]` links point into `repo`."
+    def __init__(self, page: str, repo: Repo):
         self.dir = posixpath.dirname(page)
-        self.git_url = git_url
+        self.repo = repo
 
     def __call__(self, md: str) -> str:
-        if not self.git_url.startswith('http'):  # no repository URL configured: nbdev's source link would be dead
-            md = re.sub(r'\[source\]\(/blob/[^)]*\)(\{[^}]*\})?\s*', '', md)
+        # nbdev writes `[source](/blob/main/medseg_tutor/x.py#L12)` from its own git_url (empty here): point it at the repository
+        md = re.sub(r'\[source\]\(/blob/[^/)]+/([^)#]*)(#L\d+)?(#LNone)?\)(\{[^}]*\})?',
+                    lambda m: f'[source]({self.repo.blob(m.group(1))}{m.group(2) or ""}){{ .nb-srclink }}', md)
         def rel(m):
             target = m.group(2)
             path, _, frag = target.partition('#')
@@ -70,6 +82,7 @@ class Links:
         return re.sub(r'(\]|\bhref=)\((/(?!/)[^)\s]*\.html(?:#[^)\s]*)?)\)', rel, md)
 
 
+PLACEHOLDER_REPO = 'https://github.com/medseg-tutor/medseg_tutor'  # until the project has a public home (docs/mkdocs.yml)
 DISPLAY_MARK = r'\displaystyle{}{}{}'  # docs/hooks.py turns `\(<mark>...\)` into display maths `\[...\]`
 
 
@@ -102,12 +115,74 @@ def _anchor_headings(md: str) -> str:
     return re.sub(r'^(#{2,6}) ([\w.]+)\s*$', lambda m: f'{m.group(1)} {m.group(2)} {{ #{m.group(2).lower()} }}', md, flags=re.M)
 
 
+def _page_name(stem: str) -> str:
+    "nbdev's page name for a notebook: its number (and a letter suffix, `00a_`) dropped, lower case."
+    return re.sub(r'^\d+[a-zA-Z0-9]*_', '', stem.lower())
+
+
 def _text(x) -> str: return ''.join(x) if isinstance(x, list) else (x or '')
+
+
+def _escape_md(text: str) -> str:
+    "Escape `*` and `_` outside code spans: docstrings are plain text, `out[b, r*i+u]` must not turn italic."
+    parts = re.split(r'(`+[^`]*?`+)', text)
+    return ''.join(q if j % 2 else re.sub(r'(?<!\\)([*_])', r'\\\1', q) for j, q in enumerate(parts))
+
+
+_INHERITED = None
+
+
+def _inherited_docs() -> set:
+    "Docstrings of `torch.nn.Module` and its methods: an undocumented `forward` (or class) inherits them in `show_doc`."
+    global _INHERITED
+    if _INHERITED is None:
+        import inspect
+        _INHERITED = set()
+        try:
+            import torch.nn as nn
+            for obj in [nn.Module] + [getattr(nn.Module, n, None) for n in dir(nn.Module)]:
+                if callable(obj) and (d := inspect.getdoc(obj)): _INHERITED.add(d.strip().splitlines()[0].strip())
+        except ImportError: pass
+    return _INHERITED
+
+
+def clean_showdoc(md: str) -> str:
+    """A `show_doc` block (signature fence, then the docstring): drop a docstring inherited from `nn.Module`
+    (`Define the computation performed at every call.` under every `forward`), escape the docstring's `*` and `_`."""
+    m = re.search(r'^```python\n.*?^```[ \t]*$', md, flags=re.S | re.M)
+    if not m: return md
+    head, doc = md[:m.end()], md[m.end():]
+    first = doc.strip().splitlines()[0].strip('* ') if doc.strip() else ''
+    if first and first in _inherited_docs(): return head + '\n'
+    lines, out = doc.split('\n'), []
+    in_code = False
+    for ln in lines:
+        if ln.lstrip().startswith(('```', '~~~')): in_code = not in_code; out.append(ln); continue
+        if in_code or ln.startswith(('    ', '|')) or not ln.strip(): out.append(ln); continue
+        mm = re.match(r'^(\s*)\*(.+)\*\s*$', ln) if not out or not ''.join(out).strip() else None
+        out.append(f'{mm.group(1)}*{_escape_md(mm.group(2))}*' if mm else _escape_md(ln))
+    return head + '\n'.join(out)
+
+
+def _exported_modules(nb: dict, lib_path: str) -> list[str]:
+    "Files `nbs/x.ipynb` exports into, in order: `#| default_exp m` and `#| export[s|i] [m]` cells."
+    default, mods = None, []
+    for c in nb.get('cells', []):
+        if c.get('cell_type') != 'code': continue
+        d, _ = _directives(_text(c.get('source')))
+        src = _text(c.get('source'))
+        if (m := re.search(r'^\s*#\|\s*default_exp\s+(\S+)', src, flags=re.M)): default = m.group(1)
+        for k in ('export', 'exports', 'exporti'):
+            if k in d:
+                mod = (d[k].split() or [default])[0] if d[k] else default
+                if mod and mod not in mods: mods.append(mod)
+    return [f'{lib_path}/{m.replace(".", "/")}.py' for m in mods]
 
 
 class Page:
     "One processed notebook -> one Markdown page plus its image files."
-    def __init__(self, src: Path, rel: Path, out_dir: Path, git_url: str):
+    def __init__(self, src: Path, rel: Path, out_dir: Path, repo: Repo, orig: Path | None = None,
+                 lib_path: str = 'medseg_tutor', notation: str | None = None):
         self.src, self.nb = src, json.loads(src.read_text(encoding='utf-8'))
         self.fm = {}
         for c in self.nb['cells']:
@@ -115,11 +190,14 @@ class Page:
                 import yaml
                 self.fm = yaml.safe_load(_text(c['source']).strip().strip('-')) or {}
                 break
-        of = self.fm.get('output-file') or re.sub(r'^\d+_', '', rel.stem) + '.html'
+        of = self.fm.get('output-file') or _page_name(rel.stem) + '.html'
         self.page = (rel.parent/Path(of).with_suffix('.md')).as_posix()
         self.html = self.page[:-3] + '.html'
         self.title = str(self.fm.get('title') or rel.stem)
-        self.out_dir, self.links = out_dir, Links(self.page, git_url)
+        self.out_dir, self.links, self.repo = out_dir, Links(self.page, repo), repo
+        self.orig = orig  # the notebook in the repository, relative to its root (nbs/01_selective_scan.ipynb)
+        self.modules = _exported_modules(json.loads((ROOT/orig).read_text(encoding='utf-8')), lib_path) if orig else []
+        self.notation = notation  # the notation page (.md), linked from the header of every other page
         self.files_dir = Path(self.page).with_suffix('').as_posix() + '_files'
         self.n_img, self.n_math = 0, 0
 
@@ -129,6 +207,16 @@ class Page:
         p.write_bytes(data)
         self.n_img += 1
         return posixpath.relpath(f'{self.files_dir}/{name}', posixpath.dirname(self.page) or '.')
+
+    def header(self) -> str:
+        "Source links (the notebook, the module(s) it exports to) and the notation page, under the title."
+        if self.page == 'index.md' or not self.orig: return ''
+        links = [f'[notebook `{self.orig.name}`]({self.repo.blob(self.orig.as_posix())}){{ .nb-src-nb }}']
+        links += [f'[module `{m}`]({self.repo.blob(m)}){{ .nb-src-mod }}' for m in self.modules]
+        if self.notation and self.notation != self.page:
+            links.append(f'[notation]({posixpath.relpath(self.notation, posixpath.dirname(self.page) or ".")})'
+                         '{ .nb-notation-link }')
+        return '<div class="nb-source-links" markdown>\n' + 'Source: ' + ' · '.join(links) + '\n</div>'
 
     def _output(self, o, ci: int, oi: int, asis: bool) -> str:
         t = o.get('output_type')
@@ -140,7 +228,9 @@ class Page:
             return _fence(tb, 'text', 'nb-error')
         d = o.get('data', {})
         if 'text/markdown' in d:
-            md = self.links(_anchor_headings(_text(d['text/markdown'])))
+            md = _text(d['text/markdown'])
+            if asis: md = clean_showdoc(md)
+            md = self.links(_anchor_headings(md))
             return md if asis else f'<div class="nb-output" markdown>\n\n{md}\n\n</div>'
         for mime, ext in (('image/svg+xml', 'svg'), ('image/png', 'png'), ('image/jpeg', 'jpg'), ('image/gif', 'gif')):
             if mime in d:
@@ -160,10 +250,22 @@ class Page:
             return _fence(_ANSI.sub('', _text(d['text/plain'])), 'text', 'nb-result')
         return ''
 
+    @staticmethod
+    def merge_streams(outputs: list) -> list:
+        "Consecutive stdout (or stderr) chunks of one cell become one output, as Jupyter shows them: one box, not 42."
+        out = []
+        for o in outputs:
+            if (o.get('output_type') == 'stream' and out and out[-1].get('output_type') == 'stream'
+                    and out[-1].get('name') == o.get('name')):
+                out[-1] = {**out[-1], 'text': _text(out[-1].get('text')) + _text(o.get('text'))}
+            else: out.append(o)
+        return out
+
     def markdown(self) -> str:
         parts = [f'# {self.title}']
         if self.fm.get('description'):
             parts.append(f'{_fix_markdown(str(self.fm["description"]).strip())}\n{{: .nb-subtitle }}')
+        if (h := self.header()): parts.append(h)
         for ci, c in enumerate(self.nb['cells']):
             src = _text(c.get('source'))
             if c['cell_type'] == 'markdown':
@@ -178,10 +280,15 @@ class Page:
             elif c['cell_type'] == 'code':
                 d, code = _directives(src)
                 if d.get('include') == 'false': continue
-                if code.strip() and d.get('echo') != 'false': parts.append(_fence(code, 'python'))
+                if code.strip() and d.get('echo') != 'false':
+                    if 'code-fold' in d:  # an `#| exports` cell: nbdev shows its source under the show_doc, foldable
+                        mods = ', '.join(f'`{m}`' for m in self.modules[:1])
+                        parts.append(f'<details class="nb-exported" open markdown>\n<summary>Exported source'
+                                     f'{" (in " + mods + ")" if mods else ""}</summary>\n\n{_fence(code, "python")}\n\n</details>')
+                    else: parts.append(_fence(code, 'python'))
                 if d.get('output') == 'false': continue
                 asis = d.get('output') == 'asis'
-                for oi, o in enumerate(c.get('outputs', [])):
+                for oi, o in enumerate(self.merge_streams(c.get('outputs', []))):
                     if (md := self._output(o, ci, oi, asis)): parts.append(md)
             # raw cells (front matter, format-specific output) are not shown
         return '\n\n'.join(parts) + '\n'
@@ -207,12 +314,33 @@ def _needed_for_docs(cell) -> bool:
     return all(isinstance(t, (ast.Import, ast.ImportFrom)) for t in trees) or bool(_show_docs(trees))
 
 
+def split_title_cell(cells: list) -> list:
+    """nbdev's front-matter processor turns a first markdown cell `# Title` / `> subtitle` into the page's title and
+    description and drops the *whole* cell: any intro, install section or table written below the subtitle in
+    that same cell would vanish from the site. Keep the title lines (and `- key: value` front-matter lines) in that
+    cell and move the rest into a new markdown cell right after it."""
+    for i, c in enumerate(cells):
+        if c.get('cell_type') != 'markdown': continue
+        lines = _text(c.get('source')).splitlines()
+        if not lines or not lines[0].startswith('# '): return cells
+        j = 1
+        while j < len(lines) and (not lines[j].strip() or lines[j].startswith('>') or re.match(r'^- [\w-]+:', lines[j])): j += 1
+        rest = '\n'.join(lines[j:]).strip('\n')
+        if not rest: return cells
+        head = {**c, 'source': '\n'.join(lines[:j]).rstrip()}
+        body = {'cell_type': 'markdown', 'metadata': {}, 'source': rest}
+        if 'id' in c: body['id'] = f"{c['id']}-body"
+        if 'attachments' in c: body['attachments'] = c['attachments']
+        return cells[:i] + [head, body] + cells[i + 1:]
+    return cells
+
+
 def process_notebooks(nbs: Path, proc: Path) -> dict:
     """nbdev's documentation processors (what `nbdev-docs` runs before Quarto) over every notebook, in this process,
     with cwd nbs/ like nbdev-test. Two differences from `nbdev.serve.proc_nbs`: see `_needed_for_docs` for the
     cells that are executed; and a cell that fails when executed doesn't stop the build: it is reported in the
     log (and fails --strict) and keeps the outputs saved in the notebook. Returns {notebook: [error, ...]}."""
-    from fastcore.nbio import read_nb, write_nb
+    from fastcore.nbio import dict2nb, write_nb
     from nbdev.processors import FilterDefaults, exec_show_docs
     errors, current = {}, []
 
@@ -234,7 +362,10 @@ def process_notebooks(nbs: Path, proc: Path) -> dict:
     try:
         for src, rel in _nb_order(nbs, nbs):
             t = time.time(); current.clear()
-            try: nb = read_nb(src)
+            try:
+                js = json.loads(src.read_text(encoding='utf-8'))
+                js['cells'] = split_title_cell(js['cells'])
+                nb = dict2nb(js); nb['path_'] = str(src)
             except Exception as e:  # e.g. a notebook being written right now
                 errors[rel.as_posix()] = [f'unreadable notebook, no page: {type(e).__name__}: {e}']; log(f'  {rel} SKIPPED: {e}'); continue
             import warnings
@@ -269,12 +400,14 @@ def api_markdown(links: Links, cfg) -> tuple[str, list[str]]:
              'Every function and class the notebooks export, module by module, with its signature, the meaning of '
              'each argument and its docstring. The name of a module links to the notebook that derives it.\n'
              '{: .nb-subtitle }']
-    problems = []
+    problems, anchors = [], set()
     for mod in sorted(modidx):
         syms = modidx[mod]
         if not syms: continue
         page = next(iter(syms.values()))[0].split('#')[0]
-        parts.append(f'## `{mod}` {{ #{mod.replace(".", "-")} }}\n\n[Notebook: {page[:-5]}](/{page})')
+        mod_file = f'{mod.replace(".", "/")}.py'
+        parts.append(f'## `{mod}` {{ #{mod.replace(".", "-")} }}\n\n[Notebook: {page[:-5]}](/{page}) · '
+                     f'[source: `{mod_file}`]({links.repo.blob(mod_file)})')
         try: m = importlib.import_module(mod)
         except Exception as e:  # a notebook being rewritten can break its module; say so on the page, keep building
             problems.append(f'{mod}: {type(e).__name__}: {e}')
@@ -289,9 +422,14 @@ def api_markdown(links: Links, cfg) -> tuple[str, list[str]]:
             except Exception as e:
                 problems.append(f'{full}: {type(e).__name__}: {e}'); continue
             if '.' in qual: doc = doc.split('#')[0] + '#' + qual.split('.')[0].lower()  # notebooks document the class
-            if '.' in qual: doc = doc.split('#')[0] + '#' + qual.split('.')[0].lower()  # notebooks document the class
-            md = re.sub(r'\[source\]\([^)]*\)(\{[^}]*\})?', f'[in the notebook](/{doc}){{ .nb-srclink }}', md, count=1)
-            parts.append(_anchor_headings(md))
+            md = clean_showdoc(md)
+            md = re.sub(r'(\[source\]\([^)]*\)(\{[^}]*\})?)', lambda m: f'[in the notebook](/{doc}){{ .nb-srclink }} {m.group(1)}', md, count=1)
+            # one anchor per symbol on this page: a name exported by two modules (`dihedral`, `ResBlock.forward`)
+            # gets its module in the anchor the second time
+            anchor = qual.lower() if qual.lower() not in anchors else f'{mod}.{qual}'.lower().replace('.', '-')
+            anchors.add(anchor)
+            md = re.sub(r'^(#{2,6}) ([\w.]+)\s*$', lambda m: f'{m.group(1)} {m.group(2)} {{ #{anchor} }}', md, count=1, flags=re.M)
+            parts.append(md)
     return links('\n\n'.join(parts)) + '\n', problems
 
 
@@ -313,6 +451,8 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     ap.add_argument('--site', default=str(ROOT/'site'), help='output folder of the static site (default: site/)')
     ap.add_argument('--work', default=str(ROOT/'build'/'docs_md'), help='generated Markdown sources (default: build/docs_md)')
+    ap.add_argument('--repo-url', default=None, help='web address of the repository, for the source links of every page '
+                    f'(default: $MEDSEG_DOCS_REPO_URL, else git_url in the nbdev settings, else extra.repo_url in docs/mkdocs.yml)')
     ap.add_argument('--strict', action='store_true', help='fail on mkdocs warnings, API import problems and cells that fail under doc processing')
     a = ap.parse_args(argv)
     t0 = time.time()
@@ -320,8 +460,12 @@ def main(argv=None):
     sys.path.insert(0, str(ROOT))  # document this checkout's package, even if another copy is installed
     os.environ.setdefault('OMP_NUM_THREADS', '1'); os.environ.setdefault('MPLBACKEND', 'Agg')
     from nbdev.config import get_config
+    import yaml
     cfg = get_config()
-    git_url = str(cfg.get('git_url', '') or '')
+    extra = yaml.safe_load((DOCS/'mkdocs.yml').read_text()).get('extra') or {}
+    repo = Repo(a.repo_url or os.environ.get('MEDSEG_DOCS_REPO_URL') or str(cfg.get('git_url', '') or '')
+                or str(extra.get('repo_url') or PLACEHOLDER_REPO), str(cfg.get('branch', '') or extra.get('repo_branch') or 'main'))
+    log(f'source links point to {repo.blob("")}  (--repo-url, $MEDSEG_DOCS_REPO_URL or extra.repo_url in docs/mkdocs.yml)')
 
     log(f'1/4 nbdev processes the notebooks in {cfg.nbs_path.relative_to(ROOT)}/ (hide, show_doc, exports) -> build/docs_proc/')
     proc = ROOT/'build'/'docs_proc'
@@ -332,16 +476,19 @@ def main(argv=None):
     if work.exists(): shutil.rmtree(work)
     work.mkdir(parents=True)
     log(f'2/4 notebooks -> Markdown in {work}')
-    import yaml
-    sections = {str(k): v for k, v in ((yaml.safe_load((DOCS/'mkdocs.yml').read_text()).get('extra') or {}).get('nb_sections') or {}).items()}
+    sections = {str(k): v for k, v in (extra.get('nb_sections') or {}).items()}
     nav, pages = [], []
-    for src, rel in _nb_order(cfg.nbs_path, proc):
+    order = _nb_order(cfg.nbs_path, proc)
+    notation = next((_page_name(rel.stem) + '.md' for _, rel in order if _page_name(rel.stem) == 'notation'), None)
+    lib_path = Path(cfg.lib_path).relative_to(ROOT).as_posix()
+    for src, rel in order:
         if not src.exists(): log(f'  skipped {rel}: not processed'); continue
-        p = Page(src, rel, work, git_url)
+        orig = (cfg.nbs_path/rel).relative_to(ROOT)
+        p = Page(src, rel, work, repo, orig=orig, lib_path=lib_path, notation=notation)
         (work/p.page).parent.mkdir(parents=True, exist_ok=True)
         (work/p.page).write_text(p.markdown(), encoding='utf-8')
         entry = {('Home' if p.page == 'index.md' else p.title): p.page}
-        sec = sections.get(m.group(1)) if (m := re.match(r'(\d)\d_', rel.name)) and len(rel.parts) == 1 else None
+        sec = sections.get(m.group(1)) if (m := re.match(r'(\d)\d[a-z]?_', rel.name)) and len(rel.parts) == 1 else None
         if sec and nav and isinstance(nav[-1].get(sec), list): nav[-1][sec].append(entry)
         elif sec: nav.append({sec: [entry]})
         else: nav.append(entry)
@@ -351,7 +498,7 @@ def main(argv=None):
         if f.suffix.lower() in _IMG_EXTS: d = work/f.relative_to(proc); d.parent.mkdir(parents=True, exist_ok=True); shutil.copy2(f, d)
 
     log('3/4 API reference from _modidx.py with show_doc')
-    api, problems = api_markdown(Links('api.md', git_url), cfg)
+    api, problems = api_markdown(Links('api.md', repo), cfg)
     (work/'api.md').write_text(api, encoding='utf-8')
     nav.append({'API reference': 'api.md'})
     for pr in problems: log(f'  API WARNING {pr}')
