@@ -242,26 +242,49 @@ def test_dice_ce_and_sliding_window():
     for mode in ('constant', 'gaussian'):
         assert torch.allclose(sliding_window_predict(conv, vol, 16, 0.5, mode=mode), conv(vol), atol=1e-5)
 
-# ---------------------------------------------------------------- pre-training data (NIfTI, dataset.json)
-def test_pretrain_dataset_nifti(tmp_path):
+# ---------------------------------------------------------------- 3D data (NIfTI, dataset.json, folders)
+def test_volume_pipeline_nifti(tmp_path):
     nib = pytest.importorskip('nibabel')
     import json as _json
     from medseg_tutor.core import DataError
-    from medseg_tutor.mim.data import MIMPretrainDataset, load_nifti_ras, collate_crops
+    from medseg_tutor.mim.data import load_nifti_ras, read_datalist, load_volumes, VolumeData, save_volumes, load_volume_cache
     a = np.full((40, 60, 30), -1000., np.float32); a[5:35, 10:50, 5:25] = 40.
     aff = np.diag([-3., 1.5, 3., 1.])
     nib.save(nib.Nifti1Image(a, aff), str(tmp_path / 'ct.nii.gz'))
     v, sp = load_nifti_ras(tmp_path / 'ct.nii.gz')
     assert sp == (3., 1.5, 3.) and torch.equal(v, torch.from_numpy(a[::-1].copy()))
     (tmp_path / 'dataset.json').write_text(_json.dumps({'training': [{'image': 'ct.nii.gz'}]}))
-    ds = MIMPretrainDataset(tmp_path, seed=0)
-    x = collate_crops([ds[0]])
-    assert x.shape == (4, 1, 96, 96, 96) and float(x.min()) >= 0 and float(x.max()) <= 1
-    with pytest.raises(DataError, match='ct.nii.gz'): MIMPretrainDataset(tmp_path, pad=False)[0]
+    vols = load_volumes(tmp_path)
+    sh = vols['images'][0].shape                                    # body 30x40x20 voxels at 3/1.5/3 mm -> ~60x40x40 at 1.5 mm
+    assert all(abs(a - b) <= 2 for a, b in zip(sh, (60, 40, 40))), sh
+    ds = VolumeData(vols['images'], size=48)
+    x, = ds.batch(torch.tensor([0]), torch.Generator().manual_seed(0))
+    assert x.shape == (4, 1, 48, 48, 48) and float(x.min()) >= 0 and float(x.max()) <= 1
+    save_volumes(vols, tmp_path / 'c.pt')
+    assert torch.equal(load_volume_cache(tmp_path / 'c.pt')['images'][0], vols['images'][0])
     (tmp_path / 'd2.json').write_text(_json.dumps({'training': ['nope.nii.gz']}))
-    with pytest.raises(DataError, match='nope.nii.gz'): MIMPretrainDataset(tmp_path, 'd2.json')
+    with pytest.raises(DataError, match='nope.nii.gz'): read_datalist(tmp_path / 'd2.json')
     nib.save(nib.Nifti1Image(np.zeros((4, 4, 4, 2), np.float32), np.eye(4)), str(tmp_path / 'four.nii.gz'))
     with pytest.raises(DataError, match='four.nii.gz'): load_nifti_ras(tmp_path / 'four.nii.gz')
+    with pytest.raises(DataError, match='does not exist'): read_datalist(tmp_path / 'nowhere')
+
+def test_volume_data_labels_msd_layout(tmp_path):
+    pytest.importorskip('nibabel')
+    from medseg_tutor.data.synthetic import make_example_dataset
+    from medseg_tutor.mim.data import read_datalist, load_volumes, VolumeData, split_names
+    root = make_example_dataset('msd_hippocampus', tmp_path / 'hip', n=4, size=32)
+    items = read_datalist(root, labels=True)
+    assert len(items) == 4 and all(d['label'] is not None for d in items)
+    vols = load_volumes(items, modality='mri', target_spacing=None, labels=True)
+    ds = VolumeData(vols['images'], vols['labels'], vols['names'], size=16, n_crops=2)
+    g1, g2 = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
+    x, y = ds.batch(torch.tensor([0, 2]), g1)
+    assert x.shape == (4, 1, 16, 16, 16) and y.shape == (4, 16, 16, 16) and y.dtype == torch.long
+    x2, y2 = ds.batch(torch.tensor([0, 2]), g2)
+    assert torch.equal(x, x2) and torch.equal(y, y2)
+    tr, va = split_names([f'c{i}' for i in range(208)], 0.2, seed=0)
+    assert len(va) == 42 and len(tr) == 166 and not set(tr) & set(va)
+    assert (tr, va) == split_names([f'c{i}' for i in range(208)][::-1], 0.2, seed=0)
 
 # ---------------------------------------------------------------- bad input: one line naming the fix (issue 15)
 @pytest.mark.parametrize('args', [(-1, 6), (0, 6), (2, 2.7), (2, (6, 6, 2.5)), (2, (6, 6)), (2.5, 6), (2, 6, 1.0)])
