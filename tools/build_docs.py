@@ -73,6 +73,8 @@ class Links:
         # nbdev writes `[source](/blob/main/medseg_tutor/x.py#L12)` from its own git_url (empty here): point it at the repository
         md = re.sub(r'\[source\]\(/blob/[^/)]+/([^)#]*)(#L\d+)?(#LNone)?\)(\{[^}]*\})?',
                     lambda m: f'[source]({self.repo.blob(m.group(1))}{m.group(2) or ""}){{ .nb-srclink }}', md)
+        # links between notebooks written as in Jupyter, `[text](01_selective_scan.ipynb#x)`, go to that notebook's page
+        md = re.sub(r'\]\((?:\./)?([\w.\-]+)\.ipynb(#[^)\s]*)?\)', lambda m: f']({_page_name(m.group(1))}.md{m.group(2) or ""})', md)
         def rel(m):
             target = m.group(2)
             path, _, frag = target.partition('#')
@@ -342,6 +344,7 @@ def process_notebooks(nbs: Path, proc: Path) -> dict:
     log (and fails --strict) and keeps the outputs saved in the notebook. Returns {notebook: [error, ...]}."""
     from fastcore.nbio import dict2nb, write_nb
     from nbdev.processors import FilterDefaults, exec_show_docs
+    from nbdev.config import get_config
     errors, current = {}, []
 
     class tolerant_exec_show_docs(exec_show_docs):
@@ -360,8 +363,12 @@ def process_notebooks(nbs: Path, proc: Path) -> dict:
     cwd, os.environ['IN_TEST'] = os.getcwd(), '1'
     os.chdir(nbs)
     try:
+        lib = get_config().lib_name
         for src, rel in _nb_order(nbs, nbs):
             t = time.time(); current.clear()
+            # each notebook starts from a fresh import of the package, as under nbdev-test (one process per
+            # notebook): module-level state such as the model registry must not leak from one notebook to the next
+            for m in [m for m in sys.modules if m == lib or m.startswith(lib + '.')]: del sys.modules[m]
             try:
                 js = json.loads(src.read_text(encoding='utf-8'))
                 js['cells'] = split_title_cell(js['cells'])
