@@ -1,4 +1,4 @@
-"Datasets, messy-data rules, cache, transforms and the synthetic generator (fast, CPU; real-data tests skip without data)."
+"Named datasets, messy-data rules, the tensor set + cache, dihedral maps, transforms and the synthetic stand-ins (fast, CPU; real-data tests skip without data)."
 import json, warnings
 from pathlib import Path
 import numpy as np
@@ -6,12 +6,13 @@ import pytest
 import torch
 from PIL import Image
 from medseg_tutor.core import DataError, MedsegError
-from medseg_tutor.data.datasets import (BUSIDataset, SIRSTDataset, ISICDataset, KvasirDataset, FolderSegDataset, MedMNISTDataset,
-                                        NiftiDataset, DataWarning, read_split, split_names, cache_to_tensors, save_cache,
-                                        load_cache, load_cached, TensorSegDataset)
-from medseg_tutor.data.transforms import (RandomFlipRot90, Normalize, normalize, random_flip_rot90, random_flip_rot90_ref,
-                                          dihedral, resize_pair, train_transforms)
-from medseg_tutor.data.synthetic import SyntheticLesionDataset
+from medseg_tutor.data.datasets import (BUSIDataset, SIRSTDataset, ISICDataset, KvasirDataset, MedMNISTDataset,
+                                        NiftiDataset, audit, _select)
+from medseg_tutor.data.folder import FolderSegDataset, DataWarning, read_split, split_names
+from medseg_tutor.data.tensors import (TensorSegData, save_cache, load_cache, dihedral, dihedral_ref, random_codes,
+                                       DIHEDRAL_INVERSE)
+from medseg_tutor.data.transforms import normalize, normalize_stats, resize_pair
+from medseg_tutor.data.synthetic import SyntheticLesionDataset, make_example_dataset, example_data, is_synthetic
 
 torch.set_num_threads(1)
 
@@ -82,12 +83,13 @@ def test_breastmnist_label_quirk(data_dir):
     assert [len(MedMNISTDataset('breastmnist', s, data_dir)) for s in ('val', 'test')] == [78, 156]
     with pytest.raises(DataError, match='breastmnist_64.npz'): MedMNISTDataset('breastmnist', 'train', data_dir, size=64)
 
-def test_real_item_transform_alignment(data_dir):
+def test_real_tensor_set_augmentation_alignment(data_dir):
     ds = BUSIDataset(data_dir, 'val', 1, size=64, channels=1)
-    it = ds[0]; it['image'] = it['mask'].clone()           # image = mask: any misalignment shows
-    tf = RandomFlipRot90(p_rot=1.0, p_flip=1.0, generator=torch.Generator().manual_seed(0))
-    for _ in range(10):
-        o = tf(it); assert torch.equal(o['image'], o['mask'])
+    td = TensorSegData.from_dataset(ds.subset(ds.names[:8]), in_channels=1, normalize='none', augment=True)
+    td = TensorSegData(td.masks * 255, td.masks, td.names, in_channels=1, normalize='none', augment=True)   # image = mask
+    for s in range(5):
+        x, y = td.batch(torch.arange(8), torch.Generator().manual_seed(s))
+        assert torch.equal(x, y)
 
 # ---------------------------------------------------------------- fabricated folders
 def test_missing_mask_names_the_file(tmp_path):
@@ -99,19 +101,20 @@ def test_missing_mask_names_the_file(tmp_path):
 def test_missing_split_entry_and_split_file(tmp_path):
     _png(tmp_path/'img'/'a.png', np.zeros((8, 8), np.uint8)); _png(tmp_path/'msk'/'a.png', np.zeros((8, 8), np.uint8))
     (tmp_path/'s.txt').write_bytes(b'a\r\nghost\r\n')
-    with pytest.raises(DataError, match="ghost"): FolderSegDataset(tmp_path/'img', tmp_path/'msk', split=tmp_path/'s.txt')
-    with pytest.raises(DataError, match="nope.txt"): FolderSegDataset(tmp_path/'img', tmp_path/'msk', split=tmp_path/'nope.txt')
+    ds = FolderSegDataset(tmp_path/'img', tmp_path/'msk')
+    with pytest.raises(DataError, match="ghost"): _select(ds, tmp_path/'s.txt')
+    with pytest.raises(DataError, match="nope.txt"): _select(ds, tmp_path/'nope.txt')
 
 def test_empty_dataset_says_what_was_searched(tmp_path):
     (tmp_path/'img').mkdir(); (tmp_path/'msk').mkdir(); (tmp_path/'img'/'notes.txt').write_text('x')
-    with pytest.raises(DataError, match=r"no images found in .*img.*\.png"): FolderSegDataset(tmp_path/'img', tmp_path/'msk')
+    with pytest.raises(DataError, match=r"no images in .*img.*\.png"): FolderSegDataset(tmp_path/'img', tmp_path/'msk')
     with pytest.raises(DataError, match='not found'): FolderSegDataset(tmp_path/'nothere', tmp_path/'msk')
 
 def test_several_masks_union_and_mask_beside_image(tmp_path):
     m0 = np.zeros((8, 8), np.uint8); m0[:2] = 255; m1 = np.zeros((8, 8), np.uint8); m1[-3:] = 1   # a 0/1 mask too
     _png(tmp_path/'benign (1).png', np.full((8, 8), 90, np.uint8))
     _png(tmp_path/'benign (1)_mask.png', m0, '1'); Image.fromarray(m1).save(tmp_path/'benign (1)_mask_1.png')
-    ds = FolderSegDataset(tmp_path, None, '_mask', size=None)
+    ds = FolderSegDataset(tmp_path, None, mask_suffix='_mask')
     assert ds.names == ['benign (1)'] and ds[0]['mask'].sum() == 40
 
 def test_all_modes_consistent_channels(tmp_path):
@@ -128,7 +131,7 @@ def test_all_modes_consistent_channels(tmp_path):
 def test_mask_size_mismatch_rule(tmp_path):
     _png(tmp_path/'img'/'x.png', np.zeros((10, 20), np.uint8))
     m = np.zeros((20, 40), np.uint8); m[:10, :20] = 255; _png(tmp_path/'msk'/'x.png', m)
-    with pytest.warns(DataWarning, match='resizing the mask'):
+    with pytest.warns(DataWarning, match='resizing it'):
         it = FolderSegDataset(tmp_path/'img', tmp_path/'msk', size=None)[0]
     assert it['mask'].shape == (1, 10, 20) and it['mask'][0, :5, :10].all() and it['mask'].sum() == 50
     with pytest.raises(DataError, match=r"x\.png"): FolderSegDataset(tmp_path/'img', tmp_path/'msk', on_mismatch='error')[0]
@@ -165,45 +168,43 @@ def test_nifti_dataset_json(tmp_path):
 # ---------------------------------------------------------------- cache
 def test_cache_roundtrip_and_packed_masks(tmp_path):
     ds = SyntheticLesionDataset(20, size=32, seed=0)
-    c = cache_to_tensors(ds)
-    assert c['images'].shape == (20, 1, 32, 32) and c['images'].dtype == torch.uint8 and c['masks'].dtype == torch.uint8
-    p = save_cache(c, tmp_path/'c.npz')
-    with np.load(p) as z: assert z['masks_bits'].nbytes == 20 * 32 * 32 // 8
-    c2 = load_cache(p)
-    assert torch.equal(c2['images'], c['images']) and torch.equal(c2['masks'], c['masks']) and c2['names'] == c['names']
-    c3 = load_cached(lambda: 1 / 0, p)      # an existing cache is read, the factory not called
-    assert torch.equal(c3['images'], c['images'])
-    td = TensorSegDataset(c2, channels=3)
-    assert td[4]['image'].shape == (3, 32, 32) and torch.allclose(td[4]['image'][0], ds[4]['image'][0])
+    td = TensorSegData.from_dataset(ds, in_channels=3)
+    assert td.images.shape == (20, 1, 32, 32) and td.images.dtype == torch.uint8 and td.masks.dtype == torch.uint8
+    p = td.save(tmp_path/'c.npz', splits={'train_idx': range(15), 'val_idx': range(15, 20)})
+    with np.load(p) as z: assert z['masks_bits'].nbytes == 20 * 32 * 32 // 8 and str(z['format']) == 'medseg-cache-1'
+    c = load_cache(p)
+    assert torch.equal(c['images'], td.images) and torch.equal(c['masks'], td.masks) and c['names'] == td.names
+    va = TensorSegData.from_cache(p, 'val', in_channels=3)
+    x, y = va.batch(torch.tensor([0]))
+    assert x.shape == (1, 3, 32, 32) and torch.equal(y[0], ds[15]['mask'])
     with pytest.raises(DataError, match='nope.npz'): load_cache(tmp_path/'nope.npz')
+    (tmp_path/'junk.npz').write_bytes(b'junk')
+    with pytest.raises(DataError, match='junk.npz'): load_cache(tmp_path/'junk.npz')
 
-# ---------------------------------------------------------------- transforms
-def test_random_flip_rot90_keeps_alignment_batched():
-    g = torch.Generator().manual_seed(0)
-    m = (torch.rand(32, 1, 16, 16, generator=g) > 0.5).to(torch.uint8)
-    img = torch.cat([m * 200, m * 100, 255 - m * 255], 1)
-    a, b, codes = random_flip_rot90(img, m, torch.Generator().manual_seed(1), return_codes=True)
-    assert torch.equal(a[:, :1] // 200, b) and len(set(codes)) >= 4
-    ra, rb = random_flip_rot90_ref(img, m, codes)
-    assert torch.equal(a, ra) and torch.equal(b, rb)
-    ga, gb = random_flip_rot90(img, m, torch.Generator().manual_seed(1), method='grouped')
-    assert torch.equal(ga, ra) and torch.equal(gb, rb)
+def test_dihedral_codes_one_meaning_fast_equals_ref():
+    x = torch.arange(25.).reshape(1, 1, 5, 5)
+    assert len({tuple(dihedral(x, [c]).flatten().tolist()) for c in range(8)}) == 8
+    assert torch.equal(dihedral(x, [4]), x.flip(-1)) and torch.equal(dihedral(x, [1]), torch.rot90(x, 1, (-2, -1)))
+    assert torch.equal(dihedral(x, [6]), x.flip(-2))
+    xb = torch.rand(16, 3, 7, 7); g = random_codes(16, torch.Generator().manual_seed(0))
+    assert torch.equal(dihedral(xb, g), dihedral_ref(xb, g))
+    for c in range(8): assert torch.equal(dihedral(dihedral(x, [c]), [DIHEDRAL_INVERSE[c]]), x)
+    r = torch.rand(4, 1, 4, 6)
+    assert torch.equal(dihedral(r, [0, 2, 4, 6]), dihedral_ref(r, [0, 2, 4, 6]))
+    with pytest.raises(Exception, match='square'): dihedral(r, [1, 0, 0, 0])
 
-def test_per_sample_transform_alignment_and_dihedral_group():
-    x = torch.arange(25.).reshape(1, 5, 5)
-    assert len({tuple(dihedral(x, c).flatten().tolist()) for c in range(8)}) == 8
-    tf = train_transforms(normalize_image=False, generator=torch.Generator().manual_seed(0))
-    m = (torch.rand(1, 9, 9) > 0.5).float()
-    for _ in range(20):
-        o = tf({'image': m.repeat(3, 1, 1), 'mask': m, 'name': 'x'})
-        assert torch.equal(o['image'][1:2], o['mask'])
+def test_tensor_set_roi_follows_augmentation_and_non_square():
+    m = (torch.rand(6, 1, 8, 12) > 0.5).to(torch.uint8); roi = (torch.rand(6, 1, 8, 12) > 0.3).to(torch.uint8)
+    td = TensorSegData(m * 255, m, in_channels=1, normalize='none', augment=True, roi=roi * m)
+    x, y, r = td.batch(torch.arange(6), torch.Generator().manual_seed(3))
+    assert x.shape == (6, 1, 8, 12) and torch.equal(x, y) and bool(((r > 0) <= (y > 0)).all())
 
 def test_normalise_once_and_official_double():
     x = torch.rand(2, 3, 4, 4)
     once = normalize(x)
     assert torch.allclose(once * torch.tensor([0.229, 0.224, 0.225])[:, None, None] + torch.tensor([0.485, 0.456, 0.406])[:, None, None], x, atol=1e-6)
     assert torch.allclose(normalize(x, official_double_norm=True), once / 255)
-    d = Normalize()({'image': x[0], 'mask': torch.zeros(1, 4, 4)}); assert torch.allclose(d['image'], once[0])
+    m, sd = normalize_stats(3, 'cpu'); assert torch.allclose((x - m) / sd, once)
 
 def test_resize_pair_mask_stays_binary():
     img = torch.rand(3, 37, 53); m = (torch.rand(1, 37, 53) > 0.5).float()
@@ -219,3 +220,17 @@ def test_synthetic_deterministic_and_sane():
     assert not torch.equal(a[0]['image'], SyntheticLesionDataset(30, 48, seed=8)[0]['image'])
     darker = [a[i]['image'][a[i]['mask'] > 0].mean() < a[i]['image'][a[i]['mask'] == 0].mean() for i in range(30) if a[i]['mask'].sum() > 0]
     assert len(darker) >= 20 and all(darker)
+
+def test_example_data_stand_ins_in_the_real_layouts(tmp_path, monkeypatch):
+    monkeypatch.delenv('MEDSEG_TUTOR_DATA', raising=False); monkeypatch.setenv('MEDSEG_TUTOR_CACHE', str(tmp_path/'cache'))
+    b = BUSIDataset(make_example_dataset('busi', tmp_path/'busi', n=8, size=32), 'val', 2, size=32)
+    assert len(b) >= 1 and all(b[i]['mask'].sum() > 0 for i in range(len(b)))
+    s = SIRSTDataset(make_example_dataset('sirst', tmp_path/'sirst', n=6, size=32), 'test', size=32)
+    assert len(s) >= 1
+    p = example_data('kvasir', n=3, size=32)
+    assert is_synthetic(p) and p == example_data('kvasir', n=3, size=32) and len(KvasirDataset(p, size=32)) == 3
+    a = audit(KvasirDataset(p, size=None))
+    assert a['n'] == 3 and a['empty_masks'] == 0 and a['modes'] == {'RGB': 3}
+    bm = MedMNISTDataset('breastmnist', 'train', make_example_dataset('medmnist', tmp_path/'mm', n=4))
+    assert len(bm) == 4 and bm.labels.shape == (4, 1)
+    with pytest.raises(DataError, match='unknown'): make_example_dataset('nope', tmp_path/'x')
