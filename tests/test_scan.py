@@ -248,19 +248,28 @@ def test_against_mamba_ssm_kernel(Bk, Ck, dtype):
             assert_close(x, y, f'{impl} d{k}', rtol=tol, atol=tol * y.abs().max().item())
 
 
+TRITON_CASES = [('var', 'var', 45, True, True, torch.float32, 3), ('group', 'var', 70, False, False, torch.float32, 3),
+                ('group', 'group', 33, True, False, torch.float32, 3), ('var', 'var', 100, True, True, torch.bfloat16, 3)]
+GPU_CASES = [('var', 'var', 1000, True, True, torch.float32, 16), ('group', 'group', 777, True, True, torch.bfloat16, 16),
+             ('var', 'group', 513, False, True, torch.bfloat16, 16), ('group', 'var', 64, True, False, torch.float32, 16)]
+
+
 @needs_triton
-@pytest.mark.parametrize('Bk,Ck,L,extras,softplus,dtype', [
-    ('var', 'var', 45, True, True, torch.float32), ('group', 'var', 70, False, False, torch.float32),
-    ('group', 'group', 33, True, False, torch.float32), ('var', 'var', 100, True, True, torch.bfloat16)])
-def test_triton_vs_ref(Bk, Ck, L, extras, softplus, dtype):
+@pytest.mark.parametrize('kernel', ['seq', 'scan'])
+@pytest.mark.parametrize('Bk,Ck,L,extras,softplus,dtype,N', TRITON_CASES + [pytest.param(*c, marks=pytest.mark.skipif(
+    not torch.cuda.is_available(), reason='long sequences: GPU only (the interpreter is slow)')) for c in GPU_CASES])
+def test_triton_vs_ref(Bk, Ck, L, extras, softplus, dtype, N, kernel):
+    "Our Triton kernels (the step-by-step one and the first, Appendix A) against the oracle: values, last state, gradients."
+    from medseg_tutor.ssm.scan import _selective_scan_triton
     dev = 'cuda' if torch.cuda.is_available() else 'cpu'
-    t = make(batch=2, dim=8, L=L, N=3, B=Bk, C=Ck, G=2, dtype=torch.float32, device=dev)
+    if dev == 'cpu' and kernel == 'scan': pytest.skip('the first kernel is checked on the GPU only')
+    t = make(batch=2, dim=8 if dev == 'cpu' else 64, L=L, N=N, B=Bk, C=Ck, G=2, dtype=torch.float32, device=dev)
     t['delta'] = t['delta'].abs()
     t = {k: (v.to(dtype) if k in ('u', 'delta', 'z') else v) for k, v in t.items()}
     use = KEYS if extras else ('u', 'delta', 'A', 'B', 'C')
     a = [x.requires_grad_() if x is not None else None for x in args_of(t, use)]
     leaves = [x for x in a if x is not None]
-    o, s = selective_scan(*a, delta_softplus=softplus, return_last_state=True, impl='triton')
+    o, s = _selective_scan_triton(*a, delta_softplus=softplus, kernel=kernel)
     o_r, s_r = selective_scan_ref(*a, delta_softplus=softplus, return_last_state=True)
     tol = dict(rtol=1e-5, atol=1e-5) if dtype == torch.float32 else {}
     assert o.dtype == dtype
