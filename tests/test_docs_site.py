@@ -14,6 +14,11 @@ SITE = Path(os.environ.get('MEDSEG_DOCS_SITE', ROOT/'site'))
 SHOTS = Path(os.environ.get('MEDSEG_DOCS_SCREENS', ROOT/'build'/'docs_screens'))
 SCAN_NB = ROOT/'nbs'/'01_selective_scan.ipynb'
 SCAN_PAGE = 'selective_scan.html'  # nbdev names the page after the notebook without its number
+PHONE_WIDTH = 420  # no page may be wider than a phone screen
+# Method notebooks (the tracks' derivations): each page must have an "Exercises" heading.
+METHOD_NBS = ['01_selective_scan', '02_mamba_block', '10_blocks.convutr', '11_blocks.lgl', '12_nets.mobileutr',
+              '20_blocks.dpconv', '21_nets.srsnet', '29_blocks.masked', '30_mim.masking', '31_mim.s6t',
+              '32_nets.hymamba', '33_mim.pretrain', '34_mim.finetune']
 CHROMIUM = shutil.which('chromium') or '/usr/bin/chromium'
 CHROMEDRIVER = shutil.which('chromedriver') or '/usr/bin/chromedriver'
 FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update',
@@ -65,6 +70,16 @@ def browser():
     SHOTS.mkdir(parents=True, exist_ok=True)
     yield d
     d.quit(); shutil.rmtree(profile, ignore_errors=True)
+
+
+def page_of(nb: Path) -> str:
+    "nbdev's page name for a notebook: `01_selective_scan.ipynb` -> `selective_scan.html`, `00a_notation` -> `notation`."
+    import re
+    return re.sub(r'^\d+[a-zA-Z0-9]*_', '', nb.stem.lower()) + '.html'
+
+
+def notebooks():
+    return [p for p in (ROOT/'nbs').glob('*.ipynb') if not p.name.startswith(('_', '.'))]
 
 
 def pages():
@@ -183,12 +198,123 @@ def test_navigation_lists_every_notebook_in_notebook_order(server, browser):
     load(d, server + 'index.html')
     hrefs = d.execute_script('return [...document.querySelectorAll(".md-nav--primary a.md-nav__link[href]")]'
                              '.map(a => new URL(a.href).pathname.replace(/^\\//, ""))')
-    import re
-    nbs = sorted((p for p in (ROOT/'nbs').glob('*.ipynb') if not p.name.startswith(('_', '.'))),
-                 key=lambda p: '00' if p.name.startswith('index.') else p.name)
-    expected = [re.sub(r'^\d+_', '', p.stem) + '.html' for p in nbs]
+    nbs = sorted(notebooks(), key=lambda p: '00' if p.name.startswith('index.') else p.name)
+    expected = [page_of(p) for p in nbs]
     seen = [h for h in dict.fromkeys(hrefs) if h in expected]
     assert seen == expected, f'sidebar order {seen} != notebook order {expected}'
     assert 'api.html' in hrefs, 'no API reference in the navigation'
     nxt = d.find_element(By.CSS_SELECTOR, 'a.md-footer__link--next').get_attribute('href')
     assert nxt.endswith(expected[1]), f'"next" from the home page goes to {nxt}, not {expected[1]}'
+
+
+# ------------------------------------------------------------------------------------------------ the course pages
+def _code_blocks(d):
+    return d.execute_script('return [...document.querySelectorAll(".md-content pre")].map(p => p.textContent)')
+
+
+_INTRO_JS = '''const h1 = document.querySelector(".md-content h1"); let e = h1.nextElementSibling, t = "";
+    while (e && e.tagName !== "H2") { t += e.innerText + "\\n"; e = e.nextElementSibling; } return t;'''
+_TABLE_JS = '''const h = document.getElementById("learning-path"); let e = h.nextElementSibling;
+    while (e && e.tagName !== "H2" && e.tagName !== "TABLE" && !e.querySelector("table")) e = e.nextElementSibling;
+    const t = e && (e.tagName === "TABLE" ? e : e.querySelector("table")); if (!t) return null;
+    return {head: [...t.querySelectorAll("th")].map(x => x.innerText.toLowerCase()),
+            rows: t.querySelectorAll("tbody tr").length,
+            links: [...t.querySelectorAll("a[href]")].map(a => new URL(a.href).pathname.replace(/^\\//, ""))};'''
+
+
+def test_home_page_shows_intro_install_and_learning_path(server, browser):
+    d = browser
+    load(d, server + 'index.html')
+    shot(d, 'home')
+    ids = d.execute_script('return [...document.querySelectorAll(".md-content h2")].map(h => h.id)')
+    for need in ('what-you-will-learn', 'install', 'work-through-the-course', 'learning-path', 'get-the-data'):
+        assert need in ids, f'home page has no "{need}" section (h2 ids: {ids})'
+    intro = d.execute_script(_INTRO_JS)
+    assert len(intro) > 200 and 'notebook' in intro.lower(), f'home page intro missing or short: {intro!r}'
+    code = '\n'.join(_code_blocks(d))
+    assert 'pip install' in code, 'no install command on the home page'
+    assert '.[course]' in code and 'jupyter lab' in code, 'home page does not say how to open the course in JupyterLab'
+    assert 'MEDSEG_TUTOR_DATA' in d.find_element(By.CSS_SELECTOR, '.md-content').text, 'home page does not say where the data goes'
+    table = d.execute_script(_TABLE_JS)
+    assert table and table['rows'] >= 10, f'no learning-path table under "Learning path" on the home page: {table}'
+    for col in ('prerequisites', 'minutes', 'runs on', 'data'):
+        assert any(col in h for h in table['head']), f'learning-path table has no "{col}" column: {table["head"]}'
+    missing = sorted(page_of(p) for p in notebooks() if not p.name.startswith('index.') and page_of(p) not in table['links'])
+    assert not missing, f'notebooks missing from the learning-path table on the home page (nbs/index.ipynb): {missing}'
+    d.execute_script('document.getElementById("learning-path").scrollIntoView()')
+    shot(d, 'home_learning_path')
+
+
+def test_scan_page_shows_the_code_of_the_reference_loop_and_the_chunked_scan(server, browser):
+    "The derivation is on the page (`#| exports`), not only a signature: the oracle loop and the chunked scan."
+    d = browser
+    if not SCAN_NB.exists(): pytest.skip(f'{SCAN_NB.name} is not written yet')
+    load(d, server + SCAN_PAGE)
+    blocks = _code_blocks(d)
+    for fn in ('selective_scan_ref', 'chunked_linear_scan'):
+        assert any(f'def {fn}(' in b and 'return' in b for b in blocks), (
+            f'{SCAN_PAGE} shows no source of {fn} (only its signature?): mark its cell `#| exports` in '
+            f'{SCAN_NB.name} so that the site shows the code being derived')
+    ref = next(b for b in blocks if 'def selective_scan_ref(' in b and 'return' in b)
+    assert 'for ' in ref, 'the reference scan on the page has no loop over time'
+
+
+_FACTS_JS = '''const c = document.querySelector(".md-content");
+    return {width: document.documentElement.scrollWidth, text: c ? c.innerText : "",
+            headings: [...document.querySelectorAll(".md-content h2, .md-content h3")].map(h => h.innerText),
+            src: [...document.querySelectorAll(".md-content .nb-source-links a[href], .md-content a[href]")]
+                 .map(a => a.href).filter(h => h.includes("/blob/"))};'''
+
+
+@pytest.fixture(scope='module')
+def phone_facts(server, browser):
+    """Every page once at phone width (420 px, emulated): page width, text, headings and source links. Collected once
+    and checked by the tests below, so that each check passes or fails on its own."""
+    d, facts = browser, {}
+    d.execute_cdp_cmd('Emulation.setDeviceMetricsOverride',
+                      {'width': PHONE_WIDTH, 'height': 900, 'deviceScaleFactor': 1, 'mobile': False})
+    try:
+        for page in pages():
+            load(d, server + page)
+            facts[page] = d.execute_script(_FACTS_JS)
+            if facts[page]['width'] > PHONE_WIDTH: shot(d, f'phone__{page.replace("/", "_")[:-5]}')
+    finally:
+        d.execute_cdp_cmd('Emulation.clearDeviceMetricsOverride', {})
+    return facts
+
+
+def test_no_page_is_wider_than_a_phone(phone_facts):
+    wide = {p: f['width'] for p, f in phone_facts.items() if f['width'] > PHONE_WIDTH}
+    assert not wide, f'pages wider than a {PHONE_WIDTH} px viewport (page width in px; screenshots phone__*.png): {wide}'
+
+
+def test_no_page_mentions_a_dossier(phone_facts):
+    "Claims cite the papers and the released code, never internal notes."
+    bad = sorted(p for p, f in phone_facts.items() if 'dossier' in f['text'].lower())
+    assert not bad, f'pages that still say "dossier": {bad}'
+
+
+def test_every_method_page_has_exercises(phone_facts):
+    missing = []
+    for nb in METHOD_NBS:
+        path = ROOT/'nbs'/f'{nb}.ipynb'
+        if not path.exists(): continue
+        page = page_of(path)
+        if page not in phone_facts: missing.append(f'{page} (no page)')
+        elif not any('exercise' in h.lower() for h in phone_facts[page]['headings']): missing.append(page)
+    assert not missing, f'method pages without an "Exercises" heading: {missing}'
+
+
+def test_every_page_links_its_source(phone_facts):
+    "Each notebook page links its notebook in the repository and the module it exports to; the API page links modules."
+    bad = []
+    for nb in notebooks():
+        page = page_of(nb)
+        if nb.name.startswith('index.') or page not in phone_facts: continue
+        links = phone_facts[page]['src']
+        if not any(l.endswith(f'/nbs/{nb.name}') for l in links): bad.append(f'{page}: no link to nbs/{nb.name}')
+        if '#| default_exp' in nb.read_text(encoding='utf-8') and not any('.py' in l for l in links):
+            bad.append(f'{page}: no link to its module')
+    if 'api.html' in phone_facts and not any('.py' in l for l in phone_facts['api.html']['src']):
+        bad.append('api.html: no link to any module source')
+    assert not bad, '\n'.join(bad)

@@ -27,14 +27,28 @@ else
 fi
 
 step "docs packages (docs/requirements.txt)"; t=$(date +%s)
-if "$PY" -c "import mkdocs, material, pymdownx, mathjax, selenium" 2>/dev/null; then took packages "already installed" $t
+if "$PY" -c "import mkdocs, material, pymdownx, mathjax, selenium, nbdev" 2>/dev/null; then took packages "already installed" $t
 elif "$PY" -m pip install -q -r docs/requirements.txt; then took packages installed $t
 else took packages FAILED $t; exit 1; fi
 
 step "build the site: $PY tools/build_docs.py"; t=$(date +%s)
 if "$PY" tools/build_docs.py; then took build ok $t; else took build FAILED $t; exit 1; fi
 
+# The site in Chromium: every page loads cleanly; the home page is a syllabus (intro, install, learning-path table);
+# the selective-scan page shows the code of the reference loop and of the chunked scan; no page says "dossier";
+# every method page has an "Exercises" heading; no page is wider than a 420 px viewport; every page links its source.
+# Each of these is its own test, so the summary names exactly which checks fail.
+FAILED=0
 step "open it in headless Chromium: pytest tests/test_docs_site.py"; t=$(date +%s)
-if MEDSEG_DOCS_REQUIRE=1 "$PY" -m pytest -q -p no:cacheprovider tests/test_docs_site.py; then took browser ok $t
-else took browser FAILED $t; echo "screenshots: build/docs_screens/"; exit 1; fi
-echo "docs stage ok in $(($(date +%s)-T0))s (site: site/index.html, screenshots: build/docs_screens/)"
+if MEDSEG_DOCS_REQUIRE=1 "$PY" -m pytest -q -rf -p no:cacheprovider tests/test_docs_site.py; then took browser ok $t
+else took browser FAILED $t; echo "screenshots: build/docs_screens/"; FAILED=1; fi
+
+# The student's setup: JupyterLab (the course extra) serves nbs/, a kernel runs the first cells of the scan notebook
+# through the server API, Chromium opens the notebook in JupyterLab (screenshot in build/jupyter_course/).
+step "the course in JupyterLab: pytest tests/test_jupyter_course.py"; t=$(date +%s)
+if ! "$PY" -c "import jupyterlab" 2>/dev/null; then
+  echo "JupyterLab is not installed in $PY's environment: install the course extra (pip install -e '.[course]')"; took jupyterlab FAILED $t; FAILED=1
+elif MEDSEG_DOCS_REQUIRE=1 "$PY" -m pytest -q -rf -p no:cacheprovider tests/test_jupyter_course.py; then took jupyterlab ok $t
+else took jupyterlab FAILED $t; echo "screenshot: build/jupyter_course/"; FAILED=1; fi
+[ $FAILED = 0 ] || exit 1
+echo "docs stage ok in $(($(date +%s)-T0))s (site: site/index.html, screenshots: build/docs_screens/, build/jupyter_course/)"
