@@ -70,7 +70,8 @@ def test_overlap_metrics_vs_reference_and_monai():
     P[0] = G[0]; P[1] = False
     m = overlap_metrics(P, G)
     for i in range(12):
-        for k, v in image_metrics_ref(P[i].numpy(), G[i].numpy()).items(): assert m[k][i].item() == pytest.approx(v, abs=1e-12)
+        for k, v in image_metrics_ref(P[i].numpy(), G[i].numpy()).items():
+            assert (math.isnan(v) and math.isnan(m[k][i].item())) or m[k][i].item() == pytest.approx(v, abs=1e-12)
     Pm, Gm = P[:, None].float(), G[:, None].float()
     dice_m = mm.DiceMetric(include_background=True, reduction='none', ignore_empty=False)(Pm, Gm)[:, 0]
     iou_m = mm.MeanIoU(include_background=True, reduction='none', ignore_empty=False)(Pm, Gm)[:, 0]
@@ -78,18 +79,25 @@ def test_overlap_metrics_vs_reference_and_monai():
     assert torch.allclose(m['iou'].float(), iou_m.float(), atol=1e-6)
     cm = mm.get_confusion_matrix(Pm, Gm)   # (B, 1, 4): tp, fp, tn, fn
     se_m = mm.compute_confusion_matrix_metric('sensitivity', cm)[:, 0]; pc_m = mm.compute_confusion_matrix_metric('precision', cm)[:, 0]
-    ok = ~torch.isnan(se_m)
-    assert torch.allclose(m['sensitivity'][ok].float(), se_m[ok].float(), atol=1e-6)
-    ok = ~torch.isnan(pc_m)
-    assert torch.allclose(m['precision'][ok].float(), pc_m[ok].float(), atol=1e-6)
+    for ours, theirs in ((m['sensitivity'], se_m), (m['precision'], pc_m)):   # undefined where MONAI says so, too
+        assert torch.equal(torch.isnan(ours), torch.isnan(theirs))
+        ok = ~torch.isnan(theirs); assert torch.allclose(ours[ok].float(), theirs[ok].float(), atol=1e-6)
 
 def test_empty_mask_convention():
     z = torch.zeros(3, 1, 8, 8, dtype=torch.bool); g = torch.zeros(3, 1, 8, 8, dtype=torch.bool)
     z[1, :, 2:4, 2:4] = True; g[2, :, 2:4, 2:4] = True   # 0: both empty, 1: false alarm, 2: missed lesion
     m = overlap_metrics(z, g)
-    assert [m[k][0].item() for k in ('iou', 'dice', 'f1', 'sensitivity', 'precision')] == [1, 1, 1, 1, 1]
-    assert [m[k][1].item() for k in ('iou', 'dice', 'f1', 'sensitivity', 'precision')] == [0, 0, 0, 1, 0]
-    assert [m[k][2].item() for k in ('iou', 'dice', 'f1', 'sensitivity', 'precision')] == [0, 0, 0, 0, 1]
+    row = lambda i: [m[k][i].item() for k in ('iou', 'dice', 'f1', 'sensitivity', 'precision')]
+    same = lambda a, b: all((math.isnan(x) and math.isnan(y)) or x == y for x, y in zip(a, b))
+    nan = float('nan')
+    assert same(row(0), [1, 1, 1, nan, nan])      # both empty: correct, SE and PC undefined
+    assert same(row(1), [0, 0, 0, nan, 0])        # false alarm: SE undefined (nothing to find)
+    assert same(row(2), [0, 0, 0, 0, nan])        # missed lesion: PC undefined (nothing predicted), never 1.0
+    sm = SegMetrics(); sm.update(z.float(), g.float(), names=list('abc')); r = sm.compute(pooled=True)
+    assert (r['n'], r['n_empty_target'], r['n_empty_pred'], r['n_empty_both'], r['n_missed'], r['n_false_alarm']) == (3, 2, 2, 1, 1, 1)
+    assert r['sensitivity'] == 0 and r['sensitivity_n'] == 1 and r['precision'] == 0 and r['precision_n'] == 1
+    assert r['dice'] == pytest.approx(1 / 3) and r['dice_nonempty'] == 0 and math.isnan(SegMetrics().compute()['dice'])
+    assert r['precision_pooled'] == 0 and r['sensitivity_pooled'] == 0
     assert hd95(z[0, 0], g[0, 0]) == 0.0
     assert hd95(z[1, 0], g[1, 0]) == pytest.approx(8 * math.sqrt(2))
     assert math.isnan(hd95(z[2, 0], g[2, 0], empty='nan'))
@@ -124,8 +132,9 @@ def test_segmetrics_accumulates_per_image():
     r = sm.compute(pooled=True)
     refs = [image_metrics_ref(z[i, 0].numpy() > 0, t[i, 0].numpy() > 0) for i in range(7)]
     for k in ('iou', 'dice', 'f1', 'sensitivity', 'precision'):
-        assert r[k] == pytest.approx(np.mean([x[k] for x in refs]), abs=1e-12)
-        assert r[f'{k}_std'] == pytest.approx(np.std([x[k] for x in refs], ddof=1), abs=1e-12)
+        v = np.array([x[k] for x in refs]); v = v[~np.isnan(v)]
+        assert r[k] == pytest.approx(v.mean(), abs=1e-12) and r[f'{k}_std'] == pytest.approx(v.std(ddof=1), abs=1e-12)
+    assert r['sensitivity_n'] == 6 and r['n_empty_target'] == 1
     assert r['hd95'] == pytest.approx(np.mean([hd95_ref(z[i, 0].numpy() > 0, t[i, 0].numpy() > 0) for i in range(7)]))
     assert r['n'] == 7 and sm.per_image['name'][-4:] == list('defg')
     assert r['iou_pooled'] == pytest.approx(official_iou_score(z, t)['iou'], abs=1e-4)
@@ -137,3 +146,40 @@ def test_threshold_and_logits():
     assert torch.equal(binarize(torch.tensor([-2.0, 0.5]), 0.5), torch.tensor([False, True]))
     assert torch.equal(binarize(torch.tensor([0.0, 1.0]), 0.8, from_logits=True), torch.tensor([False, False]))
     assert aggregate([1.0, float('nan'), 3.0]) == (2.0, pytest.approx(math.sqrt(2)))
+
+# ---------------------------------------------------------------- regions of interest (issue 14)
+def test_losses_with_roi_hand_values_and_zero_gradient_outside():
+    roi = torch.zeros(1, 1, 4, 4); roi[..., :2] = 1                     # left half: 8 pixels
+    t = torch.zeros(1, 1, 4, 4); t[0, 0, 0, :2] = 1; t[0, 0, 3, 2:] = 1   # 2 target pixels inside, 2 outside
+    z = torch.zeros(1, 1, 4, 4, requires_grad=True)                      # p = 0.5 everywhere
+    dice = 1 - (2 * 1 + 1e-5) / (4 + 2 + 1e-5)                           # inside: sum(pt) = 1, sum(p) = 4, sum(t) = 2
+    assert dice_loss(z, t, roi=roi).item() == pytest.approx(dice, abs=1e-6)
+    assert dice_loss_ref(z, t, roi=roi).item() == pytest.approx(dice, abs=1e-6)
+    L = BCEDiceLoss()(z, t, roi=roi)
+    assert L.item() == pytest.approx(0.5 * math.log(2) + dice, abs=1e-5)
+    g, = torch.autograd.grad(L, z)
+    assert (g[..., 2:] == 0).all() and (g[..., :2] != 0).all()
+    assert DiceCELoss()(z, t, roi=roi).item() == pytest.approx(math.log(2) + dice, abs=1e-5)
+    # K classes: logits outside the ROI do not matter
+    zc = torch.randn(2, 3, 6, 6); y = torch.randint(0, 3, (2, 6, 6)); r = torch.zeros(2, 1, 6, 6); r[..., 1:5, 1:5] = 1
+    zc2 = zc.clone(); zc2[..., 0, :] = 100.
+    assert torch.allclose(DiceCELoss()(zc, y, roi=r), DiceCELoss()(zc2, y, roi=r))
+    assert torch.allclose(DiceCELoss()(zc, y, roi=torch.ones(2, 1, 6, 6)), DiceCELoss()(zc, y))
+    with pytest.raises(ShapeError, match='roi'): BCEDiceLoss()(z, t, roi=torch.ones(1, 2, 3))
+
+def test_metrics_with_roi_hand_values():
+    P = torch.zeros(1, 1, 4, 4, dtype=torch.bool); G = torch.zeros_like(P); R = torch.zeros_like(P); R[..., :2] = True
+    G[0, 0, 0, 0] = G[0, 0, 1, 0] = True                     # 2 target pixels, both in the ROI
+    P[0, 0, 0, 0] = P[0, 0, 2, 1] = True; P[0, 0, 0:3, 3] = True   # 1 TP, 1 FP inside, 3 FP outside
+    sm = SegMetrics(from_logits=False, hd95=False); sm.update(P.float(), G.float(), R.float())
+    r = sm.compute()                                          # inside: TP 1, FP 1, FN 1
+    assert (r['iou'], r['dice'], r['sensitivity'], r['precision']) == pytest.approx((1 / 3, 1 / 2, 1 / 2, 1 / 2))
+    sm = SegMetrics(from_logits=False, hd95=False); sm.update(P.float(), G.float())
+    r = sm.compute()                                          # all pixels: TP 1, FP 4, FN 1
+    assert (r['iou'], r['dice'], r['sensitivity'], r['precision']) == pytest.approx((1 / 6, 2 / 7, 1 / 2, 1 / 5))
+    assert image_metrics_ref(P[0, 0].numpy(), G[0, 0].numpy(), R[0, 0].numpy())['iou'] == pytest.approx(1 / 3)
+    # HD95 honours the ROI too: a far false positive outside it does not count
+    g = np.zeros((16, 16), bool); g[6:10, 6:10] = True; p = g.copy(); p[0, 15] = True
+    roi = np.ones((16, 16), bool); roi[0] = False
+    sm = SegMetrics(from_logits=False); sm.update(torch.from_numpy(p)[None, None].float(), torch.from_numpy(g)[None, None].float(), torch.from_numpy(roi)[None, None].float())
+    assert sm.compute()['hd95'] == 0
