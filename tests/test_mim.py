@@ -8,8 +8,9 @@ from medseg_tutor.mim.masking import hybrid_mask
 from medseg_tutor.blocks.masked import upsample_mask, mask_like, token_drop, token_restore, MaskedLayerNorm3d
 from medseg_tutor.mim.s6t import s6t_fill, s6t_fill_ref
 from medseg_tutor.nets.hymamba import hymamba_tiny, sincos_pos_embed_3d, HyMambaClassifier
-from medseg_tutor.mim.pretrain import (MambaMIM, masked_patch_loss, patchify, unpatchify, lr_at, wd_at,
-                                       make_optimizer, pretrain_step)
+from medseg_tutor.mim.pretrain import (MambaMIM, masked_patch_loss, patchify, unpatchify, wd_cosine,
+                                       WeightDecayCosine, mim_pretrain_step)
+from medseg_tutor.train.engine import lr_factor, Trainer, TrainConfig
 
 torch.set_num_threads(1)
 
@@ -173,9 +174,15 @@ def test_mambamim_shapes_invariance_and_step():
         noise = torch.rand_like(x) * ~upsample_mask(v, 16)
         _, o2 = m(x + noise, v)
     assert o1['pred'].shape == x.shape and torch.equal(o1['pred'], o2['pred'])   # reconstruction ignores masked voxels
-    m.train(); opt = make_optimizer(m, 1e-3)
-    r = pretrain_step(m, opt, x, 0, 10, 2)
-    assert math.isfinite(r['loss']) and r['grad_norm'] > 0 and m.A.grad is not None
+    from medseg_tutor.mim.data import VolumeData
+    data = VolumeData([x[0, 0], x[1, 0]], size=64, n_crops=1, flips=(0, 0, 0))
+    cfg = TrainConfig(epochs=1, batch_size=2, optimizer='adamw', lr=1e-3, schedule='cosine', warmup_epochs=0.5,
+                      select_metric='train_loss', select_mode='min', max_steps=1, progress=False, verbose=False)
+    a0 = m.A.detach().clone()
+    tr = Trainer(m, data, cfg=cfg, step=mim_pretrain_step, callbacks=[WeightDecayCosine()], device='cpu')
+    res = tr.fit()
+    assert res['steps'] == 1 and math.isfinite(res['history'][0]['train_loss']) and not torch.equal(a0, m.A.detach())
+    assert math.isclose(tr.opt.param_groups[0]['weight_decay'], wd_cosine(0, tr.sched.total))
 
 def test_released_twin_runs():
     torch.manual_seed(0)
@@ -185,10 +192,12 @@ def test_released_twin_runs():
 
 # ---------------------------------------------------------------- schedule (16), pos-embed (17)
 def test_schedule_endpoints():
-    T, W, lr = 500, 200, 1e-4
-    assert math.isclose(lr_at(0, T, W, lr), 0.005 * lr) and math.isclose(lr_at(W, T, W, lr), lr)
-    assert math.isclose(lr_at(T - 1, T, W, lr), 0.001 * lr)
-    assert math.isclose(wd_at(0, T), 0.04) and math.isclose(wd_at(T - 1, T), 0.2)
+    "The released lr (engine cosine with 0.005 warm-up start, 0.001 end) and weight decay 0.04 -> 0.2."
+    T, W = 500, 200
+    f = lambda i: lr_factor(i, T, 'cosine', warmup=W, warmup_start=0.005, final_ratio=0.001)
+    assert math.isclose(f(0), 0.005) and math.isclose(f(W), 1.0) and math.isclose(f(T), 0.001)
+    assert math.isclose(wd_cosine(0, T), 0.04) and math.isclose(wd_cosine(T, T), 0.2)
+    assert all(wd_cosine(i, T) <= wd_cosine(i + 1, T) for i in range(T))
 
 def test_pos_embed():
     pe = sincos_pos_embed_3d(6, 384)
@@ -310,3 +319,43 @@ def test_layers_point_one_way():
     for f in [root / 'nets' / 'hymamba.py', root / 'blocks' / 'masked.py']:
         src = f.read_text()
         assert not re.search(r'^\s*from\s+(\.\.|medseg_tutor\.)(mim|train|demos)\b', src, re.M), f
+
+# ---------------------------------------------------------------- recipes: every MambaMIM recipe runs on tiny data
+def test_recipes_smoke(tmp_path):
+    pytest.importorskip('nibabel')
+    from medseg_tutor.data.synthetic import make_example_dataset
+    from medseg_tutor.mim.recipes import mambamim_pretrain_runner, mambamim_finetune_runner, RECIPE_DEFAULTS
+    from medseg_tutor.train.engine import read_csv
+    from medseg_tutor.train.checkpoint import model_from_checkpoint
+    assert RECIPE_DEFAULTS['mambamim-pretrain']['lr'] == 1e-4 and RECIPE_DEFAULTS['mambamim-pretrain']['warmup_epochs'] == 40
+    root = make_example_dataset('msd_hippocampus', tmp_path / 'hip', n=4, size=32)
+    kw = dict(size=32, batch_size=1, max_steps=2, device='cpu', modality='mri', spacing='native', variant='tiny',
+              progress=False, verbose=False)
+    pt = mambamim_pretrain_runner(data_root=root, out=tmp_path / 'pt', **kw)
+    assert pt['steps'] == 2 and (tmp_path / 'pt' / 'best.pt').is_file() and (tmp_path / 'pt' / 'encoder.pt').is_file()
+    assert {'epoch', 'train_loss', 'lr', 'epoch_s'} <= set(read_csv(tmp_path / 'pt' / 'log.csv')[0])
+    ft = mambamim_finetune_runner(data_root=root, out=tmp_path / 'ft', init=tmp_path / 'pt' / 'encoder.pt', **kw)
+    assert ft['steps'] == 2 and (tmp_path / 'ft' / 'best.pt').is_file()
+    model, meta = model_from_checkpoint(tmp_path / 'ft' / 'best.pt')
+    assert meta['task'] == '3d-seg' and meta['num_classes'] == 3 and meta['data']['val_names']
+    assert not set(meta['data']['train_names']) & set(meta['data']['val_names'])
+
+def test_evaluate_and_predict_volumes(tmp_path):
+    nib = pytest.importorskip('nibabel')
+    from medseg_tutor.data.synthetic import make_example_dataset
+    from medseg_tutor.mim.finetune import evaluate_volumes, predict_volumes
+    from medseg_tutor.registry import create_model
+    root = make_example_dataset('msd_hippocampus', tmp_path / 'hip', n=2, size=32)
+    # a permuted, flipped affine: the label file must come back in the input's own grid
+    f = sorted((root / 'imagesTr').iterdir())[0]
+    img = nib.load(str(f)); a = np.asanyarray(img.dataobj)
+    aff = np.array([[0, -1., 0, 5], [1., 0, 0, -3], [0, 0, 2., 1], [0, 0, 0, 1]])
+    nib.save(nib.Nifti1Image(a, aff), str(tmp_path / 'odd.nii.gz'))
+    torch.manual_seed(0)
+    model = create_model('hymamba_unetr', variant='tiny', num_classes=3, img_size=16)
+    meta = dict(task='3d-seg', num_classes=3, preprocess=dict(modality='mri', spacing=None, size=16, labels={'1': 'Anterior', '2': 'Posterior'}))
+    r = evaluate_volumes(model, meta, data_root=root, verbose=False)
+    assert r['n'] == 2 and 0 <= r['dice_anterior'] <= 1 and 'hd95_posterior' in r
+    rows = predict_volumes(model, meta, [tmp_path / 'odd.nii.gz'], tmp_path / 'pred')
+    out = nib.load(rows[0]['output'])
+    assert out.shape == a.shape and np.allclose(out.affine, aff)

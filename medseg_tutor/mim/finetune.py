@@ -4,7 +4,7 @@
 
 # %% ../../nbs/34_mim.finetune.ipynb #1741b97b
 from __future__ import annotations
-import math, itertools
+import math, itertools, os
 from pathlib import Path
 from typing import Sequence
 import torch
@@ -13,9 +13,13 @@ import torch.nn.functional as F
 from ..core import ShapeError, DataError, check_shape
 from ..nets.hymamba import HyMambaEncoder
 from ..blocks.masked import MaskedLayerNorm3d
+from ..nets.hymamba import hymamba_variant
+from ..registry import register_model
 
 # %% auto #0
-__all__ = ['ResBlockIN', 'UpBlock', 'LNResBlock', 'HyMambaUNETR', 'load_encoder', 'dice_ce_loss', 'sliding_window_predict']
+__all__ = ['ResBlockIN', 'UpBlock', 'LNResBlock', 'HyMambaUNETR', 'hymamba_unetr', 'load_encoder', 'dice_ce_loss',
+           'sliding_window_predict', 'mim_finetune_step', 'segment_volume', 'hd95_torch', 'volume_scores',
+           'evaluate_segmenter', 'volume_evaluate', 'evaluate_volumes', 'predict_volumes']
 
 # %% ../../nbs/34_mim.finetune.ipynb #ed5c181b
 class ResBlockIN(nn.Module):
@@ -69,6 +73,12 @@ class HyMambaUNETR(nn.Module):
         d = self.decoder2(self.decoder3(self.decoder4(self.decoder5(e5, e4), e3), e2), e1)
         return self.out(self.decoder1(d))
 
+@register_model('hymamba_unetr')
+def hymamba_unetr(variant:str='tiny', # HyMamba size: 'base' (released), 'small' or 'tiny'
+                  num_classes:int=2, **encoder_kw) -> HyMambaUNETR:
+    "HyMamba encoder (`variant` + its keywords, e.g. `img_size`) with the UNETR-style decoder."
+    return HyMambaUNETR(hymamba_variant(variant, **encoder_kw), num_classes)
+
 # %% ../../nbs/34_mim.finetune.ipynb #589fae9a
 def _encoder_state(sd:dict) -> dict:
     for k in ('model', 'state_dict', 'encoder'):
@@ -88,6 +98,8 @@ def load_encoder(model:nn.Module, # a module with `.encoder` (HyMambaUNETR, HyMa
         try: source = torch.load(p, map_location='cpu', weights_only=True)
         except Exception as e: raise DataError(f"checkpoint '{p}' could not be read: {e}") from e
     sd, own = _encoder_state(source), enc.state_dict()
+    # the fixed sin-cos position embedding depends only on the grid: one made for another crop size is skipped
+    sd = {k: v for k, v in sd.items() if not (k.endswith('pos_embed') and k in own and tuple(v.shape) != tuple(own[k].shape))}
     bad = [f"{k}: checkpoint {tuple(v.shape)} vs model {tuple(own[k].shape)}" for k, v in sd.items()
            if k in own and tuple(v.shape) != tuple(own[k].shape)]
     if bad: raise ShapeError("pre-trained encoder does not match this model (wrong config?):\n  " + "\n  ".join(bad))
@@ -159,3 +171,202 @@ def sliding_window_predict(model:nn.Module, # (n, C, *roi) -> (n, K, *roi)
     if any(pad):
         out = out[:, :, pad[0] // 2: pad[0] // 2 + sp[0], pad[1] // 2: pad[1] // 2 + sp[1], pad[2] // 2: pad[2] // 2 + sp[2]]
     return out
+
+# %% ../../nbs/34_mim.finetune.ipynb #416a61af
+def mim_finetune_step(trainer, batch:tuple) -> tuple[torch.Tensor, dict]:
+    "Fine-tuning step for `Trainer`: Dice + CE of the segmenter on crops `x` (n, 1, s³) with labels `y` (n, s³)."
+    x, y = batch[0], batch[1]
+    return dice_ce_loss(trainer.net(x), y), {}
+
+@torch.no_grad()
+def segment_volume(model:nn.Module, image:torch.Tensor, # (H, W, D) preprocessed volume
+                   roi:int=96, overlap:float=0.5, sw_batch:int=4) -> torch.Tensor: # (H, W, D) labels
+    "Sliding-window segmentation of one whole volume (Gaussian blending)."
+    logits = sliding_window_predict(model, image[None, None], roi, overlap, sw_batch, mode='gaussian')
+    return logits[0].argmax(0)
+
+def _class_names(n_classes:int, labels:dict|None=None) -> list[str]:
+    labels = {str(k): v for k, v in (labels or {}).items()}
+    return [str(labels.get(str(k), k)).lower().replace(' ', '_') for k in range(1, n_classes)]
+
+def _surface3d(m:torch.Tensor) -> torch.Tensor:
+    "Voxels of a boolean (H, W, D) mask with a face neighbour outside it (the border counts as outside)."
+    p = F.pad(m[None, None].float(), (1, 1, 1, 1, 1, 1))[0, 0]
+    inner = torch.ones_like(m)
+    for ax in range(3):
+        for sh in (0, 2):
+            inner &= p.narrow(ax, sh, m.shape[ax]).narrow((ax + 1) % 3, 1, m.shape[(ax + 1) % 3]) \
+                      .narrow((ax + 2) % 3, 1, m.shape[(ax + 2) % 3]).bool()
+    return m & ~inner
+
+def hd95_torch(pred:torch.Tensor, target:torch.Tensor, spacing=None) -> float:
+    "HD95 of two boolean volumes in mm (torch only, any device): max of the two directed 95th percentiles of surface distances."
+    sp = torch.tensor(spacing if spacing is not None else (1., 1., 1.), dtype=torch.float64, device=pred.device)
+    if not pred.any() and not target.any(): return 0.0
+    if not pred.any() or not target.any(): return float((torch.tensor(pred.shape, device=pred.device) * sp).norm())
+    a = _surface3d(pred).nonzero().double() * sp; b = _surface3d(target).nonzero().double() * sp
+    d = torch.cdist(a, b)
+    return float(torch.maximum(d.min(1).values.quantile(.95), d.min(0).values.quantile(.95)))
+
+def volume_scores(pred:torch.Tensor, target:torch.Tensor, n_classes:int, spacing=None, hd95:bool=True) -> dict:
+    "Per-class Dice and HD95 (mm) of one volume, classes 1..K-1; NaN where a class is absent from both."
+    _hd95 = hd95_torch
+    out = {}
+    for k in range(1, n_classes):
+        p, t = pred == k, target == k
+        sp, st = int(p.sum()), int(t.sum())
+        out[f'dice_{k}'] = float('nan') if sp + st == 0 else 2 * int((p & t).sum()) / (sp + st)
+        if hd95: out[f'hd95_{k}'] = float('nan') if sp + st == 0 else _hd95(p, t, spacing)
+    return out
+
+def evaluate_segmenter(model:nn.Module, data, # a `VolumeData` with labels (whole volumes)
+                       n_classes:int|None=None, roi:int|None=None, overlap:float=0.5, hd95:bool=True,
+                       device=None, class_names:Sequence[str]|None=None) -> dict:
+    "Mean per-class Dice (and HD95) over whole volumes; keys dice, dice_<class>, hd95, hd95_<class>, plus per_volume rows."
+    import numpy as np
+    if data.labels is None: raise DataError("evaluation needs labelled volumes")
+    dev = device or next(model.parameters()).device
+    roi = roi or data.size
+    rows = []
+    for i in range(len(data)):
+        img, lab = data.images[i].to(dev).float(), data.labels[i].to(dev).long()
+        pred = segment_volume(model, img, roi, overlap)
+        K = n_classes or (int(model.out.out_channels) if hasattr(model, 'out') else int(max(pred.max(), lab.max())) + 1)
+        sp = data.meta.get('spacing_mm', [None] * len(data))[i] if isinstance(data.meta.get('spacing_mm'), list) else None
+        rows.append(dict(name=data.names[i], **volume_scores(pred, lab, K, sp, hd95)))
+    names = list(class_names) if class_names is not None else _class_names(K, data.meta.get('labels'))
+    res = {}
+    for metric in ('dice', 'hd95') if hd95 else ('dice',):
+        per = [float(np.nanmean([r[f'{metric}_{k}'] for r in rows])) if any(not math.isnan(r[f'{metric}_{k}']) for r in rows)
+               else float('nan') for k in range(1, K)]
+        res[metric] = float(np.nanmean(per)) if any(not math.isnan(v) for v in per) else float('nan')
+        for nm, v in zip(names, per): res[f'{metric}_{nm}'] = v
+    for r in rows:
+        for k, nm in enumerate(names, 1):
+            for metric in ('dice', 'hd95'):
+                if f'{metric}_{k}' in r: r[f'{metric}_{nm}'] = r.pop(f'{metric}_{k}')
+    res['per_volume'] = rows
+    return res
+
+def volume_evaluate(trainer, data) -> dict:
+    "The `Trainer`'s evaluate hook for 3D segmentation: `evaluate_segmenter` on the validation volumes (scalars only)."
+    with trainer.autocast():
+        r = evaluate_segmenter(trainer.model, data, device=trainer.device)
+    return {k: v for k, v in r.items() if k != 'per_volume'}
+
+# %% ../../nbs/34_mim.finetune.ipynb #a8b92c20
+def _model_meta(ckpt, device):
+    from medseg_tutor.core import get_device
+    if isinstance(ckpt, nn.Module):
+        return ckpt, None, next(ckpt.parameters()).device
+    from medseg_tutor.train.checkpoint import model_from_checkpoint
+    dev = get_device(device)
+    model, meta = model_from_checkpoint(ckpt, dev)
+    return model, meta, dev
+
+def _select(items, meta, split):
+    d = (meta or {}).get('data') or {}
+    if split in (None, 'all'): return items
+    key = {'train': 'train_names', 'val': 'val_names'}.get(split)
+    if key is None: raise DataError(f"unknown split '{split}' for 3D data: use 'train', 'val' or 'all'")
+    want = set(d.get(key) or [])
+    sel = [it for it in items if it['name'] in want]
+    if not sel: raise DataError(f"none of the volumes is in the checkpoint's '{split}' list: pass --split all")
+    return sel
+
+def _positional(args:tuple, names:tuple) -> dict:
+    "(ckpt, data, device) or (model, meta, data, device): a dict in second place is the checkpoint's meta."
+    args = list(args); got = {}
+    if args and isinstance(args[0], dict): got['meta'] = args.pop(0)
+    if len(args) > len(names): raise TypeError(f"too many positional arguments: {len(args)}")
+    got.update(zip(names, args))
+    return got
+
+def evaluate_volumes(ckpt, # checkpoint path / dict, or a model (then pass meta)
+                     *args, # data [, device]  — or meta, data [, device] when `ckpt` is a model
+                     device='auto', meta:dict|None=None, data=None, images=None, masks=None, datalist=None,
+                     data_root=None, split:str|None=None, csv_path=None, hd95:bool=True, verbose:bool=True, **_) -> dict:
+    "Per-class Dice (and HD95) of a 3D fine-tuning checkpoint on labelled NIfTI volumes; prints one line per class."
+    import warnings
+    from medseg_tutor.mim.data import read_datalist, load_volumes, VolumeData
+    pos = _positional(args, ('data', 'device'))
+    meta, data, device = pos.get('meta', meta), pos.get('data', data), pos.get('device', device)
+    model, m2, dev = _model_meta(ckpt, device)
+    meta = meta or m2 or {}
+    src = data or datalist or data_root or images
+    if src is None: raise DataError("give the volumes to evaluate: a dataset.json, a folder (imagesTr/ + labelsTr/) or a list")
+    if masks is not None and images is not None:
+        ims = sorted(Path(images).glob('*.nii*')); items = [dict(image=f, label=Path(masks) / f.name, name=f.name.split('.nii')[0]) for f in ims]
+    else: items = read_datalist(src, labels=True) if isinstance(src, (str, os.PathLike)) else list(src)
+    items = _select(items, meta, split)
+    pre = meta.get('preprocess') or {}
+    vols = load_volumes(items, pre.get('modality', 'ct'), pre.get('spacing', 1.5), pre.get('hu', (-175., 250.)), labels=True)
+    sp = [[pre['spacing']] * 3 if pre.get('spacing') else s for s in vols['meta']['orig_spacing']]
+    vd = VolumeData(vols['images'], vols['labels'], vols['names'], size=int(pre.get('size', 96)),
+                    meta=dict(labels=pre.get('labels'), spacing_mm=sp))
+    train = set((meta.get('data') or {}).get('train_names') or [])
+    overlap = sorted(set(vd.names) & train)
+    if overlap:
+        warnings.warn(f"{len(overlap)} of the {len(vd)} evaluated volumes are in the checkpoint's training list "
+                      f"(e.g. '{overlap[0]}'): this score is not on unseen volumes", stacklevel=2)
+    model.eval()
+    res = evaluate_segmenter(model, vd, meta.get('num_classes'), hd95=hd95, device=dev)
+    if verbose:
+        names = [k[5:] for k in res if k.startswith('dice_')]
+        print(f"{len(vd)} volumes; mean Dice {res['dice']:.4f}" + (f", HD95 {res['hd95']:.2f} mm" if hd95 else ''))
+        for nm in names:
+            print(f"  {nm:>12s}: Dice {res['dice_' + nm]:.4f}" + (f"  HD95 {res['hd95_' + nm]:.2f} mm" if hd95 else ''))
+    if csv_path is not None:
+        import csv
+        rows = res['per_volume']; Path(csv_path).parent.mkdir(parents=True, exist_ok=True)
+        with open(csv_path, 'w', newline='') as f:
+            w = csv.DictWriter(f, list(rows[0])); w.writeheader(); w.writerows(rows)
+        res['csv'] = str(csv_path)
+    res.update(n=len(vd), train_overlap=len(overlap), split=split)
+    return res
+
+def _undo_ras(lab_ras, affine):
+    "Labels in the RAS voxel order of `as_closest_canonical` back to the file's own axis order."
+    import nibabel as nib, numpy as np
+    ornt = nib.orientations.io_orientation(affine)
+    back = nib.orientations.ornt_transform(nib.orientations.axcodes2ornt(('R', 'A', 'S')), ornt)
+    return nib.orientations.apply_orientation(lab_ras, back)
+
+def predict_volumes(ckpt, # checkpoint path / dict, or a model (then pass meta)
+                    *args, # inputs, out [, device] — or meta, inputs, out when `ckpt` is a model
+                    device='auto', meta:dict|None=None, inputs=None, out=None, **_) -> list[dict]:
+    "Segment NIfTI volumes (files, folders, a dataset.json) with a 3D checkpoint; `<name>_label.nii.gz` in each input's grid and affine."
+    import numpy as np
+    from medseg_tutor.mim.data import read_datalist, load_volumes, _nib
+    pos = _positional(args, ('inputs', 'out', 'device'))
+    meta, inputs, out, device = pos.get('meta', meta), pos.get('inputs', inputs), pos.get('out', out), pos.get('device', device)
+    model, m2, dev = _model_meta(ckpt, device)
+    meta = meta or m2 or {}
+    if out is None: raise DataError("give an output folder for the label files")
+    ins = inputs if isinstance(inputs, (list, tuple)) else [inputs]
+    items = []
+    for p in map(Path, ins):
+        if p.is_dir() or p.suffix == '.json': items += [dict(image=d['image'], label=None, name=d['name']) for d in read_datalist(p)]
+        elif p.is_file(): items.append(dict(image=p, label=None, name=p.name.split('.nii')[0]))
+        else: raise DataError(f"input '{p}' does not exist (give NIfTI files, folders of them or a dataset.json)")
+    pre = meta.get('preprocess') or {}
+    vols = load_volumes(items, pre.get('modality', 'ct'), pre.get('spacing', 1.5), pre.get('hu', (-175., 250.)))
+    nib = _nib(); out = Path(out); out.mkdir(parents=True, exist_ok=True)
+    model.eval(); rows, used = [], set()
+    for i, name in enumerate(vols['names']):
+        lab = segment_volume(model, vols['images'][i].to(dev).float(), int(pre.get('size', 96))).to(torch.uint8).cpu()
+        (lo, hi), full = vols['meta']['box'][i], vols['meta']['shape'][i]
+        grid = torch.zeros(full, dtype=torch.uint8)
+        grid[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]] = lab
+        ras_shape = [0, 0, 0]                       # the input's shape in RAS axis order
+        for ax, (o, _) in enumerate(nib.orientations.io_orientation(vols['meta']['affine'][i].numpy())):
+            ras_shape[int(o)] = vols['meta']['orig_shape'][i][ax]
+        if list(grid.shape) != list(ras_shape):
+            grid = F.interpolate(grid[None, None].float(), size=ras_shape, mode='nearest')[0, 0].to(torch.uint8)
+        arr = _undo_ras(grid.numpy(), vols['meta']['affine'][i].numpy())
+        stem = name if name not in used else f"{name}_{i}"; used.add(stem)
+        path = out / f"{stem}_label.nii.gz"
+        nib.save(nib.Nifti1Image(np.ascontiguousarray(arr.astype(np.uint8)), vols['meta']['affine'][i].numpy()), str(path))
+        rows.append(dict(name=name, input=str(items[i]['image']), output=str(path),
+                         **{f'voxels_{k}': int((lab == k).sum()) for k in range(1, int(lab.max()) + 1)}))
+    return rows

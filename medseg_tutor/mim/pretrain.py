@@ -13,11 +13,14 @@ from ..core import ShapeError, check_shape
 from .masking import hybrid_mask
 from ..blocks.masked import upsample_mask, mask_like
 from .s6t import s6t_fill, s6t_fill_ref
-from ..nets.hymamba import HyMambaEncoder
+from ..nets.hymamba import HyMambaEncoder, hymamba_variant
+from ..train.engine import Callback
+from ..registry import register_model
 
 # %% auto #0
 __all__ = ['UNetBlock', 'FusionBlock', 'LightDecoder', 'patchify', 'unpatchify', 'masked_patch_loss', 'paste_reconstruction',
-           'MambaMIM', 'lr_at', 'wd_at', 'make_optimizer', 'pretrain_step']
+           'MambaMIM', 'mambamim', 'wd_cosine', 'WeightDecayCosine', 'mim_pretrain_step', 'make_optimizer',
+           'pretrain_step']
 
 # %% ../../nbs/33_mim.pretrain.ipynb #0b93de18
 def _conv_bn_relu(i, o):
@@ -95,7 +98,7 @@ class MambaMIM(nn.Module):
                  decoder_width:int=768, # width of the deepest decoder level (halved at each level)
                  mask_ratio:float=0.75,
                  s6t:bool=True, # False: a plain learnable mask token at the deepest level too (the SparK/ablation)
-                 released:bool=False, # reproduce the released semantics (B1, B2/B3, loop S6T, dead 96³ path)
+                 released:bool=False, # released semantics: S6T token/channel reshape, batch-wide token drop, loop S6T, dead 96³ path
                 ):
         super().__init__()
         self.encoder, self.mask_ratio, self.s6t, self.released = encoder, mask_ratio, s6t, released
@@ -132,16 +135,33 @@ class MambaMIM(nn.Module):
         loss = masked_patch_loss(x, pred, visible, self.stride)
         return loss, dict(pred=pred, mask=visible, masked_input=x * upsample_mask(visible, self.stride))
 
-# %% ../../nbs/33_mim.pretrain.ipynb #c8a73c4f
-def lr_at(it:int, total:int, warmup:int, base_lr:float=1e-4, start:float=0.005, end:float=0.001) -> float:
-    "Linear warm-up from start·lr to lr over `warmup` iterations, then cosine to end·lr at iteration total−1."
-    if it < warmup: return base_lr * (start + (1 - start) * it / warmup)
-    prog = (it - warmup) / max(1, total - 1 - warmup)
-    return base_lr * (end + (1 - end) * 0.5 * (1 + math.cos(math.pi * min(1., prog))))
+@register_model('mambamim')
+def mambamim(variant:str='tiny', # HyMamba size: 'base' (released), 'small' or 'tiny'
+             decoder_width:int|None=None, # None: twice the deepest encoder width (768 for base, as released)
+             mask_ratio:float=0.75, s6t:bool=True, released:bool=False,
+             **encoder_kw) -> MambaMIM:
+    "The MambaMIM pre-training model on a HyMamba encoder (`nets.hymamba.hymamba_variant`)."
+    enc = hymamba_variant(variant, **encoder_kw)
+    return MambaMIM(enc, decoder_width or 2 * enc.cfg.channels[4], mask_ratio, s6t, released)
 
-def wd_at(it:int, total:int, wd:float=0.04, wd_end:float=0.2) -> float:
-    "Weight decay rising along a half cosine from `wd` (iteration 0) to `wd_end` (iteration total−1)."
-    return wd_end + (wd - wd_end) * 0.5 * (1 + math.cos(math.pi * it / max(1, total - 1)))
+# %% ../../nbs/33_mim.pretrain.ipynb #c8a73c4f
+def wd_cosine(step:int, total:int, wd:float=0.04, wd_end:float=0.2) -> float:
+    "Weight decay rising along a half cosine from `wd` (step 0) to `wd_end` (step `total`)."
+    return wd_end + (wd - wd_end) * 0.5 * (1 + math.cos(math.pi * min(1., step / max(1, total))))
+
+class WeightDecayCosine(Callback):
+    "Sets every param group's weight decay to `wd_cosine(global_step, total)` before each optimiser step."
+    order = 10
+    def __init__(self, wd:float=0.04, wd_end:float=0.2): self.wd, self.wd_end = wd, wd_end
+    def before_step(self, trainer):
+        w = wd_cosine(trainer.global_step, trainer.sched.total, self.wd, self.wd_end)
+        for g in trainer.opt.param_groups: g['weight_decay'] = w
+        self.current = w
+
+def mim_pretrain_step(trainer, batch:tuple) -> tuple[torch.Tensor, dict]:
+    "MambaMIM pre-training step for `Trainer`: a fresh mask, the masked-patch loss (crops `batch[0]`, (n, 1, s, s, s))."
+    loss, _ = trainer.net(batch[0])
+    return loss, {}
 
 def make_optimizer(model:nn.Module, base_lr:float=1e-4, wd:float=0.04) -> torch.optim.AdamW:
     "AdamW over every trainable parameter, no groups (as released)."
@@ -149,12 +169,12 @@ def make_optimizer(model:nn.Module, base_lr:float=1e-4, wd:float=0.04) -> torch.
 
 def pretrain_step(model:MambaMIM, opt:torch.optim.Optimizer, x:torch.Tensor, it:int, total:int, warmup:int,
                   base_lr:float=1e-4, wd:float=0.04, wd_end:float=0.2, clip:float=5.0, visible=None) -> dict:
-    "One optimisation step with the schedule applied first; returns loss, lr, wd and the gradient norm."
-    lr, w = lr_at(it, total, warmup, base_lr), wd_at(it, total, wd, wd_end)
+    "A hand-written step outside the `Trainer` (kept for `demos.adrenal3d` until it runs through the `Trainer`): the same lr and wd schedules."
+    from medseg_tutor.train.engine import lr_factor
+    lr, w = base_lr * lr_factor(it, total, 'cosine', warmup=warmup, warmup_start=0.005, final_ratio=0.001), wd_cosine(it, total, wd, wd_end)
     for g in opt.param_groups: g['lr'], g['weight_decay'] = lr, w
     loss, out = model(x, visible)
-    opt.zero_grad(set_to_none=True)
-    loss.backward()
+    opt.zero_grad(set_to_none=True); loss.backward()
     gn = torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
     opt.step()
     return dict(loss=float(loss.detach()), lr=lr, wd=w, grad_norm=float(gn))

@@ -27,7 +27,7 @@ def _check(features, visible, A):
 def s6t_fill_ref(features:torch.Tensor, # (batch, C, h, w, d) deepest feature map
                  visible:torch.Tensor, # (batch, 1, h, w, d) bool, True = visible
                  A:torch.Tensor, # (C, C) (or (1, C, C)) interpolation state matrix
-                 *, official_layout:bool=False, # reshape (L, C) -> (C, h, w, d) without transpose (released bug B1)
+                 *, official_layout:bool=False, # reshape (L, C) -> (C, h, w, d) without transpose (the released token/channel mix-up)
                 ) -> torch.Tensor: # same shape as features
     "Loop reference of S6T: per sample, per run, per slot, with a matrix power per slot."
     A = _check(features, visible, A)
@@ -68,7 +68,7 @@ def _anchor_index(visible:torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 def s6t_fill(features:torch.Tensor, # (batch, C, h, w, d) deepest feature map
              visible:torch.Tensor, # (batch, 1, h, w, d) bool, True = visible
              A:torch.Tensor, # (C, C) (or (1, C, C)) interpolation state matrix
-             *, official_layout:bool=False, # reshape (L, C) -> (C, h, w, d) without transpose (released bug B1)
+             *, official_layout:bool=False, # reshape (L, C) -> (C, h, w, d) without transpose (the released token/channel mix-up)
             ) -> torch.Tensor: # same shape as features; visible positions unchanged bit for bit
     "S6T token interpolation, vectorised over samples and tokens (equals `s6t_fill_ref`)."
     A = _check(features, visible, A)

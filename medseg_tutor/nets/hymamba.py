@@ -12,10 +12,12 @@ import torch.nn as nn
 import torch.nn.functional as F
 from ..core import ShapeError, check_shape
 from ..blocks.masked import MaskedLayerNorm3d, masked, mask_like, token_drop, token_restore
+from ..registry import register_model
 
 # %% auto #0
-__all__ = ['STRIDE', 'sincos_pos_embed_3d', 'MedNeXtBlock', 'ResBlock', 'MlpChannel', 'MambaLayer', 'HyMambaConfig', 'Embeddings',
-           'MambaStage', 'HyMambaEncoder', 'hymamba_base', 'hymamba_small', 'hymamba_tiny', 'HyMambaClassifier']
+__all__ = ['STRIDE', 'HYMAMBA_VARIANTS', 'sincos_pos_embed_3d', 'MedNeXtBlock', 'ResBlock', 'MlpChannel', 'MambaLayer',
+           'hymamba_forward', 'HyMambaConfig', 'Embeddings', 'MambaStage', 'HyMambaEncoder', 'hymamba_base',
+           'hymamba_small', 'hymamba_tiny', 'hymamba_variant', 'HyMambaClassifier', 'hymamba_classifier']
 
 # %% ../../nbs/32_nets.hymamba.ipynb #cd73f5a6
 def sincos_pos_embed_3d(grid:int|Sequence[int], # (h, w, d) token grid
@@ -83,6 +85,35 @@ class MambaLayer(nn.Module):
         x = x + self.mamba(self.norm1(x))
         return x + self.mlp(self.norm2(x))
 
+# %% ../../nbs/32_nets.hymamba.ipynb #6536f1f2
+def hymamba_forward(layers:dict, # stem, expend1..4, layer2..5 (lists of MedNeXt blocks), encoder1..4, blocks, pos_embed, mask_token
+                    x:torch.Tensor, # (B, C_in, H, W, D), sides multiples of 16
+                    visible:torch.Tensor|None=None, # (B, 1, H/16, W/16, D/16) bool, or None (dense)
+                    trace:bool=False) -> list: # [e1, e2, e3, e4, e5]
+    "The HyMamba encoder written out as one function (the module below computes exactly this)."
+    show = (lambda name, t: print(f"{name:<34s} {tuple(t.shape)}")) if trace else (lambda name, t: None)
+    m = lambda t: masked(t, visible)
+    if visible is not None: x = m(x)
+    show('input', x)
+    xs = [m(layers['expend1'](m(layers['stem'](x))))]; show('x1 = expend1(stem(x))', xs[0])
+    h = xs[0]
+    for s in (2, 3, 4, 5):
+        h = m(F.max_pool3d(h, 2))
+        for blk in layers[f'layer{s}']: h = blk(h, visible)
+        if s < 5: h = m(layers[f'expend{s}'](h)); show(f'x{s} = expend{s}(layer{s}(pool(x{s-1})))', h)
+        else: show('x5 = layer5(pool(x4))', h)
+        xs.append(h)
+    skips = [layers[f'encoder{i}'](xs[i - 1], visible) for i in (1, 2, 3, 4)]
+    for i, e in enumerate(skips, 1): show(f'e{i} = encoder{i}(x{i})', e)
+    B, C, *grid = h.shape
+    tok = h.flatten(2).transpose(1, 2) + layers['pos_embed']; show('tokens + position', tok)
+    if visible is not None: tok, ids = token_drop(tok, visible); show('visible tokens', tok)
+    for blk in layers['blocks']: tok = blk(tok)
+    show('after the Mamba layers', tok)
+    if visible is not None: tok = token_restore(tok, ids, math.prod(grid), layers['mask_token'])
+    e5 = tok.transpose(1, 2).reshape(B, C, *grid); show('e5 (tokens back on the grid)', e5)
+    return skips + [e5]
+
 # %% ../../nbs/32_nets.hymamba.ipynb #0faa97c2
 @dataclass
 class HyMambaConfig:
@@ -97,7 +128,7 @@ class HyMambaConfig:
     expand:int = 2
     img_size:int|tuple = 96
     mamba_impl:str = 'auto'                    # selective-scan implementation of medseg_tutor.ssm.mamba.Mamba
-    official_init:bool = False                 # True: xavier + zero bias on *every* Linear incl. dt_proj (released, B5)
+    official_init:bool = False                 # True: xavier + zero bias on *every* Linear incl. dt_proj (the released init)
 
 STRIDE = 16
 
@@ -166,7 +197,8 @@ class HyMambaEncoder(nn.Module):
 
     def _init_linear(self, official:bool):
         # the released init: xavier-uniform weights, zero biases, on the MLPs — and, if `official`, on every Linear of
-        # the Mamba stage too, which resets Mamba's dt_proj bias (B5). Our default keeps Mamba's own init.
+        # the Mamba stage too, which resets Mamba's dt_proj bias (Δ ≈ 0.69 at start instead of log-uniform in
+        # [0.001, 0.1]). Our default keeps Mamba's own init.
         mods = self.mae.modules() if official else (m for b in self.mae.blocks for m in b.mlp.modules())
         for m in mods:
             if isinstance(m, nn.Linear):
@@ -202,6 +234,15 @@ def hymamba_tiny(in_channels:int=1, img_size:int|tuple=64, **kw) -> HyMambaEncod
     return HyMambaEncoder(**{**dict(in_channels=in_channels, img_size=img_size, channels=(8, 16, 32, 48, 96),
                                     depths=(1, 1, 1, 1, 1), exp_r=(2, 2, 2, 2, 2), mamba_depth=2, d_state=8), **kw})
 
+HYMAMBA_VARIANTS = {'base': hymamba_base, 'small': hymamba_small, 'tiny': hymamba_tiny}
+
+def hymamba_variant(variant:str='tiny', **kw) -> HyMambaEncoder:
+    "A HyMamba encoder by name ('base', 'small', 'tiny'); list values from a checkpoint become tuples."
+    if variant not in HYMAMBA_VARIANTS:
+        raise ShapeError(f"unknown HyMamba variant '{variant}': use one of {', '.join(HYMAMBA_VARIANTS)}")
+    kw = {k: tuple(v) if isinstance(v, list) else v for k, v in kw.items()}
+    return HYMAMBA_VARIANTS[variant](**kw)
+
 # %% ../../nbs/32_nets.hymamba.ipynb #73372568
 class HyMambaClassifier(nn.Module):
     "HyMamba encoder + mean-pooled LayerNorm + Linear head: (batch, in_ch, H, W, D) → (batch, n_classes)."
@@ -213,3 +254,8 @@ class HyMambaClassifier(nn.Module):
     def forward(self, x):
         f = self.encoder(x, skip_enc1=True)[4]                   # (B, C, h, w, d); the 96³ skip is not needed
         return self.head(self.drop(self.norm(f.mean((2, 3, 4)))))
+
+@register_model('hymamba_classifier')
+def hymamba_classifier(variant:str='tiny', n_classes:int=2, dropout:float=0., **encoder_kw) -> HyMambaClassifier:
+    "HyMamba encoder (`variant` + its keywords) with the pooled linear head."
+    return HyMambaClassifier(hymamba_variant(variant, **encoder_kw), n_classes, dropout)
