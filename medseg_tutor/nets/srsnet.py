@@ -4,15 +4,16 @@
 
 # %% auto #0
 __all__ = ['conv_bn_relu', 'ResBlock', 'res_stack', 'ECAGate', 'BLAM', 'PixelShuffleUp', 'LocalContrast', 'check_multiple_of_8',
-           'NestedDenseNet', 'SRSReconstructionNet', 'SRSSegmentationNet', 'SRSNet', 'released_key',
-           'released_state_dict', 'load_released_state_dict']
+           'NestedDenseNet', 'SRSReconstructionNet', 'SRSSegmentationNet', 'srsnet_r', 'srsnet_s', 'SRSNet',
+           'released_key', 'released_state_dict', 'load_released_state_dict']
 
-# %% ../../nbs/21_nets.srsnet.ipynb #daeb2689
+# %% ../../nbs/21_nets.srsnet.ipynb #d8869894
 import torch, torch.nn as nn, torch.nn.functional as F
 from ..core import ShapeError, check_shape
+from ..registry import register_model
 from ..blocks.dpconv import DPConv, ChannelAttention, SpatialAttention
 
-# %% ../../nbs/21_nets.srsnet.ipynb #6e8febc6
+# %% ../../nbs/21_nets.srsnet.ipynb #92570a0d
 def conv_bn_relu(cin, cout, k=1, bias=True):
     return nn.Sequential(nn.Conv2d(cin, cout, k, padding=k // 2, bias=bias), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
 
@@ -34,7 +35,7 @@ def res_stack(cin:int, cout:int, n:int) -> nn.Sequential:
     "n residual blocks; the first changes the width."
     return nn.Sequential(*[ResBlock(cin if i == 0 else cout, cout) for i in range(n)])
 
-# %% ../../nbs/21_nets.srsnet.ipynb #2fcff09a
+# %% ../../nbs/21_nets.srsnet.ipynb #3a93c7da
 class ECAGate(nn.Module):
     "Released ECA variant: x * sigmoid(conv1d over channels of globalmax(sigmoid(x)))."
     def __init__(self, k:int=3):
@@ -75,7 +76,7 @@ class LocalContrast(nn.Module):
         M = sum(self.contrast(x, c) for c in self.convs) / len(self.convs)
         return x + torch.sigmoid(M) * x
 
-# %% ../../nbs/21_nets.srsnet.ipynb #78e8b420
+# %% ../../nbs/21_nets.srsnet.ipynb #165ff821
 def _up(x, s=2): return F.interpolate(x, scale_factor=s, mode='bilinear', align_corners=True)
 
 def check_multiple_of_8(x:torch.Tensor, name:str='input'):
@@ -129,7 +130,7 @@ class NestedDenseNet(nn.Module):
         f1 = self.fuse1(P[2](x03), self.up1(f2))
         return self.head(self.final(cat(f1, _up(self.side2(f2)), _up(self.side3(f3), 4))))
 
-# %% ../../nbs/21_nets.srsnet.ipynb #04b7db58
+# %% ../../nbs/21_nets.srsnet.ipynb #11444ca1
 class SRSReconstructionNet(NestedDenseNet):
     "SRS's R: rebuilds its 3-channel input (linear output). `encode(x)[-1]` is the guiding feature x_r^{3,0}."
     def __init__(self, in_channels:int=3, stem:int=16, widths:tuple=(8, 16, 32, 64), depths:tuple=(5, 5, 5, 5)):
@@ -152,7 +153,17 @@ class SRSSegmentationNet(NestedDenseNet):
             e[3] = e[3] + self.dpconv(e[3], info)
         return self.decode(e)
 
-# %% ../../nbs/21_nets.srsnet.ipynb #583183e8
+@register_model
+def srsnet_r(**kw) -> SRSReconstructionNet:
+    "SRS's reconstruction network R (phase 1), released `SRS_R`: stem 16, widths 8/16/32/64, 5 blocks per node."
+    return SRSReconstructionNet(**kw)
+
+@register_model
+def srsnet_s(**kw) -> SRSSegmentationNet:
+    "SRS's segmentation network S (phase 2, takes `info`), released `SRS_S`: stem 8, widths 16/64/128/256, blocks 3/4/6/3."
+    return SRSSegmentationNet(**kw)
+
+# %% ../../nbs/21_nets.srsnet.ipynb #670e22a8
 class SRSNet(nn.Module):
     "R (frozen) + S: `forward(x)` returns S's mask logits, S's DPConv guided by R's deepest feature."
     def __init__(self, recon:SRSReconstructionNet|None=None, seg:SRSSegmentationNet|None=None,
@@ -173,7 +184,7 @@ class SRSNet(nn.Module):
     def forward(self, x):
         return self.S(x, self.guide(x) if self.S.dpconv is not None else None)
 
-# %% ../../nbs/21_nets.srsnet.ipynb #93fd3b65
+# %% ../../nbs/21_nets.srsnet.ipynb #0d0b2f94
 import re
 _BLOCK = [(r'\.conv2\.', '.CONV.'), (r'\.sa\.conv\.', '.sa.conv1.')]
 _RULES = [(r'^stem\.', 'conv1.'), (r'^x(\d)(\d)\.', r'conv\1_\2.'), (r'^final\.', 'finalconv.0.'),
