@@ -253,6 +253,11 @@ def test_empty_predictions_warned_and_counted(tmp_path, folder):
     assert not list((tmp_path/'pred').glob('*_overlay.png'))
     with pytest.warns(InferenceWarning, match='empty prediction'):
         predict_files(p, folder/'images', tmp_path/'pred2', device='cpu')
+    # eval of a model that predicts nothing: no precision of 1.0 (0/0 is undefined), strict JSON, counts reported
+    rc, out, err = cli_inproc('eval', '--ckpt', p, '--images', folder/'images', '--masks', folder/'masks', '--no-hd95', '--json')
+    r = json.loads(out)
+    assert rc == 0 and r['dice'] == 0 and r['precision'] != 1.0 and 'NaN' not in out
+    if 'n_empty_pred' in r: assert r['n_empty_pred'] == 6 and r['precision'] is None
 
 @pytest.mark.parametrize('size', [32, [32, 32], None])
 def test_predict_16bit_equals_training_preprocessing(tmp_path, size):
