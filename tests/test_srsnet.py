@@ -4,7 +4,10 @@ import pytest, torch, torch.nn.functional as F
 from medseg_tutor.core import ShapeError
 from medseg_tutor.blocks.dpconv import DPConv, dpconv_ref
 from medseg_tutor.nets.srsnet import SRSReconstructionNet, SRSSegmentationNet, SRSNet, ResBlock
-from medseg_tutor.train.srsnet import fit_phase, phase_params, segmentation_loss, seg_scores
+from medseg_tutor.train.srsnet import phase_params, segmentation_loss, seg_scores, reconstruction_step, reconstruction_evaluate
+from medseg_tutor.train.engine import Trainer, TrainConfig, read_csv
+from medseg_tutor.train.checkpoint import load_checkpoint
+from medseg_tutor.data.tensors import TensorSegData
 
 torch.set_num_threads(1)
 def n_params(m): return sum(p.numel() for p in m.parameters())
@@ -112,14 +115,17 @@ def _changed(a, b): return [k for k in a if not torch.equal(a[k], b[k])]
 @pytest.mark.parametrize('official', [False, True])
 def test_phase2_r_frozen(official):
     torch.manual_seed(0)
-    x, y = torch.randn(6, 3, 16, 16), (torch.rand(6, 1, 16, 16) > 0.8).float()
+    data = TensorSegData(torch.randint(0, 256, (6, 3, 16, 16), dtype=torch.uint8), (torch.rand(6, 1, 16, 16) > 0.8).to(torch.uint8), augment=True)
+    cfg = TrainConfig(epochs=1, batch_size=3, progress=False, verbose=False)
     R, S = tiny()
-    fit_phase(R, x, phase=1, steps=2, batch_size=3)
+    Trainer(R, data, None, cfg, step=reconstruction_step, device='cpu').fit()
     net = SRSNet(R, S, official_bn_train=official)
     assert all(not p.requires_grad for p in net.R.parameters())
     assert {id(p) for p in phase_params(net, 2)}.isdisjoint({id(p) for p in net.R.parameters()})
     r0, s0 = _snap(net.R), _snap(net.S)
-    fit_phase(net, x, y, phase=2, steps=2, batch_size=3)
+    tr = Trainer(net, data, None, cfg, loss_fn=segmentation_loss, device='cpu')
+    assert {id(p) for g in tr.opt.param_groups for p in g['params']} == {id(p) for p in phase_params(net, 2)}
+    tr.fit()
     assert all(p.grad is None for p in net.R.parameters())
     moved_R = _changed(r0, _snap(net.R))
     assert len(_changed(s0, _snap(net.S))) > 50
@@ -152,3 +158,27 @@ def test_released_state_dict_roundtrip():
     assert released_key('final.shortcut.1.running_mean') == 'finalconv.0.shortcut.1.running_mean'
     assert released_key('up3.conv.0.weight') == 'fup3.conv.0.weight'
     with pytest.raises(KeyError): load_released_state_dict(R2, {})
+
+def test_both_phases_run_through_the_engine_and_resume_exactly(tmp_path):
+    "No second loop: phase 1 and phase 2 write the engine's log.csv / best.pt, and a stopped phase resumes bit for bit."
+    from medseg_tutor.train.engine import StopTraining
+    torch.manual_seed(0)
+    data = TensorSegData(torch.randint(0, 256, (8, 3, 16, 16), dtype=torch.uint8), (torch.rand(8, 1, 16, 16) > 0.8).to(torch.uint8), augment=True)
+    cfg = TrainConfig(epochs=3, batch_size=4, progress=False, verbose=False, select_metric='mse', select_mode='min')
+    def run(out, cbs=(), resume=False):
+        torch.manual_seed(0); R, _ = tiny()
+        return Trainer(R, data, data, cfg, step=reconstruction_step, evaluate=reconstruction_evaluate, callbacks=cbs,
+                       out=out, device='cpu').fit(resume=resume)
+    run(tmp_path/'a')
+    def stop(t):
+        if t.epoch == 1: raise StopTraining
+    with pytest.raises(StopTraining): run(tmp_path/'b', [stop])
+    run(tmp_path/'b', resume=True)
+    wa, wb = load_checkpoint(tmp_path/'a'/'last.pt')['model'], load_checkpoint(tmp_path/'b'/'last.pt')['model']
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    log = read_csv(tmp_path/'a'/'log.csv')
+    assert len(log) == 3 and {'epoch', 'train_loss', 'lr', 'epoch_s', 'val_mse'} <= set(log[0])
+    R, S = tiny(); R.load_state_dict(load_checkpoint(tmp_path/'a'/'best.pt')['model'])
+    res = Trainer(SRSNet(R, S), data, data, cfg.replace(epochs=1, select_metric='iou', select_mode='max'), loss_fn=segmentation_loss,
+                  out=tmp_path/'p2', device='cpu').fit()
+    assert (tmp_path/'p2'/'best.pt').exists() and 'val_iou' in read_csv(tmp_path/'p2'/'log.csv')[0]
