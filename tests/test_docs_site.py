@@ -1,7 +1,8 @@
 """The documentation site, opened in a real browser (headless Chromium driven by selenium).
 
 Build the site first (`python tools/build_docs.py`, or `bash tools/ci_docs.sh` which also installs Chromium).
-Skipped, with the reason, when the built site, Chromium/chromedriver or selenium is missing.
+The browser tests are skipped, with the reason, when the built site, Chromium/chromedriver or selenium is missing;
+the unit tests of the builder (tools/build_docs.py) at the end of the file always run.
 Screenshots go to build/docs_screens/ (git-ignored); look at them after a change to the site.
 """
 import functools, http.server, os, shutil, socketserver, tempfile, threading, time
@@ -25,19 +26,25 @@ FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-ne
          '--disable-sync', '--no-first-run', '--disable-dev-shm-usage', '--window-size=1280,900', '--hide-scrollbars']
 
 # tools/ci_docs.sh sets MEDSEG_DOCS_REQUIRE=1: there a missing prerequisite is a failure, not a skip.
-_missing = pytest.fail if os.environ.get('MEDSEG_DOCS_REQUIRE') == '1' else functools.partial(pytest.skip, allow_module_level=True)
-try: import selenium  # noqa: F401
-except ImportError: _missing('selenium is not installed (pip install -r docs/requirements.txt; the docs extra)')
-if not (SITE/'index.html').exists():
-    _missing(f'built site missing: {SITE}/index.html (run `python tools/build_docs.py`)')
-_newest = max((p for p in (ROOT/'nbs').glob('*.ipynb')), key=lambda p: p.stat().st_mtime, default=None)
-if _newest and (SITE/'index.html').stat().st_mtime < _newest.stat().st_mtime:
-    _missing(f'built site is older than nbs/{_newest.name}: rebuild it (`python tools/build_docs.py`)')
-if not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)):
-    _missing('chromium or chromedriver missing (apt-get install -y chromium chromium-driver, or run tools/ci_docs.sh)')
-from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
-from selenium.webdriver.common.by import By
+# The browser tests skip (or fail) through their fixtures; the builder's unit tests at the end always run.
+def _skip_reason():
+    try: import selenium  # noqa: F401
+    except ImportError: return 'selenium is not installed (pip install -r docs/requirements.txt; the docs extra)'
+    if not (SITE/'index.html').exists(): return f'built site missing: {SITE}/index.html (run `python tools/build_docs.py`)'
+    newest = max((p for p in (ROOT/'nbs').glob('*.ipynb')), key=lambda p: p.stat().st_mtime, default=None)
+    if newest and (SITE/'index.html').stat().st_mtime < newest.stat().st_mtime:
+        return f'built site is older than nbs/{newest.name}: rebuild it (`python tools/build_docs.py`)'
+    if not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)):
+        return 'chromium or chromedriver missing (apt-get install -y chromium chromium-driver, or run tools/ci_docs.sh)'
+    return None
+
+
+SKIP = _skip_reason()
+_missing = pytest.fail if os.environ.get('MEDSEG_DOCS_REQUIRE') == '1' else pytest.skip
+if SKIP is None:
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
 
 
 class _Handler(http.server.SimpleHTTPRequestHandler):
@@ -50,6 +57,7 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
 @pytest.fixture(scope='module')
 def server():
     "The site on a local static web server (search and MathJax fonts need http://, not file://)."
+    if SKIP: _missing(SKIP)
     h = functools.partial(_Handler, directory=str(SITE))
     httpd = socketserver.ThreadingTCPServer(('127.0.0.1', 0), h)
     httpd.daemon_threads = True
@@ -60,6 +68,7 @@ def server():
 
 @pytest.fixture(scope='module')
 def browser():
+    if SKIP: _missing(SKIP)
     profile = tempfile.mkdtemp(prefix='medseg-docs-chromium-')
     opts = webdriver.ChromeOptions()
     opts.binary_location = CHROMIUM
@@ -318,3 +327,65 @@ def test_every_page_links_its_source(phone_facts):
     if 'api.html' in phone_facts and not any('.py' in l for l in phone_facts['api.html']['src']):
         bad.append('api.html: no link to any module source')
     assert not bad, '\n'.join(bad)
+
+
+# ------------------------------------------------------------------------------------------------ the builder itself
+@pytest.fixture(scope='module')
+def bd():
+    "tools/build_docs.py as a module (it is a script, not part of the package)."
+    import importlib.util
+    spec = importlib.util.spec_from_file_location('build_docs', ROOT/'tools'/'build_docs.py')
+    m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m)
+    return m
+
+
+def test_first_cell_keeps_its_body_after_the_title(bd):
+    "nbdev's front-matter processor drops the whole first cell: the builder keeps everything below the subtitle."
+    cells = [{'cell_type': 'markdown', 'metadata': {}, 'id': 'a', 'source': '# T\n\n> sub\n\nIntro text.\n\n## Install\n\npip'},
+             {'cell_type': 'code', 'metadata': {}, 'source': 'x = 1', 'outputs': []}]
+    out = bd.split_title_cell(cells)
+    assert [c['cell_type'] for c in out] == ['markdown', 'markdown', 'code']
+    assert out[0]['source'] == '# T\n\n> sub' and out[1]['source'].startswith('Intro text.') and '## Install' in out[1]['source']
+    assert out[1]['id'] != out[0]['id']
+    only_title = [{'cell_type': 'markdown', 'metadata': {}, 'source': '# T\n> sub'}]
+    assert bd.split_title_cell(only_title) == only_title
+
+
+def test_stdout_chunks_become_one_block(bd):
+    outs = [{'output_type': 'stream', 'name': 'stdout', 'text': f'{i}\n'} for i in range(42)]
+    outs.insert(5, {'output_type': 'stream', 'name': 'stderr', 'text': 'warn\n'})
+    merged = bd.Page.merge_streams(outs)
+    assert [o['name'] for o in merged] == ['stdout', 'stderr', 'stdout']
+    assert merged[0]['text'] == '0\n1\n2\n3\n4\n' and merged[2]['text'].count('\n') == 37
+
+
+def test_showdoc_docstrings_are_escaped_and_inherited_ones_dropped(bd):
+    md = '```python\ndef f(\n    x\n):\n```\n\n*out[b, r*i+u] = w * t, see `a*b`*'
+    out = bd.clean_showdoc(md)
+    assert r'r\*i+u' in out and r'w \* t' in out and '`a*b`' in out and out.rstrip().endswith('*')
+    fwd = '```python\ndef forward(\n    x\n):\n```\n\n*Define the computation performed at every call.*\n\nShould be overridden by all subclasses.'
+    assert 'Define the computation' not in bd.clean_showdoc(fwd)
+
+
+def test_page_names_and_links_follow_nbdev(bd):
+    assert bd._page_name('01_selective_scan') == 'selective_scan' and bd._page_name('00a_notation') == 'notation'
+    links = bd.Links('blocks.lgl.md', bd.Repo('https://example.org/r', 'main'))
+    md = links('[scan](01_selective_scan.ipynb#x) [source](/blob/main/medseg_tutor/ssm/scan.py#L12) [c](/core.html#check_shape)')
+    assert '(selective_scan.md#x)' in md and '(core.md#check_shape)' in md
+    assert '(https://example.org/r/blob/main/medseg_tutor/ssm/scan.py#L12)' in md
+
+
+def test_exports_cells_show_their_source_and_export_cells_do_not(bd, tmp_path):
+    "A processed notebook as nbdev leaves it: `#| exports` source is on the page, under its show_doc."
+    nb = {'nbformat': 4, 'nbformat_minor': 5, 'metadata': {}, 'cells': [
+        {'cell_type': 'raw', 'metadata': {}, 'source': '---\ntitle: T\ndescription: d\n---'},
+        {'cell_type': 'code', 'metadata': {}, 'outputs': [], 'execution_count': None,
+         'source': '#| code-fold: show\n#| code-summary: "Exported source"\ndef twice(x):\n    "2x"\n    return x + x'},
+        {'cell_type': 'code', 'metadata': {}, 'execution_count': None, 'source': 'for i in range(3): print(i)',
+         'outputs': [{'output_type': 'stream', 'name': 'stdout', 'text': f'{i}\n'} for i in range(3)]}]}
+    import json
+    (tmp_path/'01_x.ipynb').write_text(json.dumps(nb))
+    page = bd.Page(tmp_path/'01_x.ipynb', Path('01_x.ipynb'), tmp_path/'md', bd.Repo('https://example.org/r'))
+    md = page.markdown()
+    assert 'Exported source' in md and 'return x + x' in md and 'code-fold' not in md
+    assert md.count('nb-stream') == 1, md
