@@ -10,8 +10,9 @@ def _tiny_busi(root: Path) -> Path:
     from medseg_tutor.data.synthetic import make_example_dataset
     return make_example_dataset('busi', root/'busi', n=20, size=64)
 
-TINY = R.Table('tiny', 'tiny twin', (R.Run('split1-seed41', 'mobileutr-busi-tiny', 1, 41),
-                                     R.Run('split2-seed41', 'mobileutr-busi-tiny', 2, 41)), R.TABLES['busi-mobileutr'].published[:1])
+TINY = R.Table('tiny', 'busi-mobileutr at 64²', (R.Run('split1-seed41', 'mobileutr-busi', 1, 41),
+                                                R.Run('split2-seed41', 'mobileutr-busi', 2, 41)), R.TABLES['busi-mobileutr'].published[:1])
+SMALL = ['--size', '64']     # the recipe at 64² so that a CPU epoch takes a second
 
 def test_tables_defined():
     assert set(R.TABLES) == {'busi-mobileutr', 'busi-mobileutr-l', 'sirst-srsnet', 'busi-srsnet'}
@@ -86,30 +87,30 @@ def test_cli_list_and_dry_run(tmp_path, capsys):
     with pytest.raises(MedsegError, match='per-gpu'): R.reproduce_main(p.parse_args(['busi-mobileutr', '--per-gpu', '0']))
 
 def _kill_after_first_epoch(cmd, d: Path, env):
-    "Start a training process, SIGKILL it once its log.csv has an epoch (a run killed mid-way)."
+    "Start a training process, SIGKILL it once it has written its first last.pt (a run killed mid-way)."
     d.mkdir(parents=True)
     with open(d/'train.log', 'w') as f:
         p = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, env=env, start_new_session=True)
         t0 = time.time()
-        while time.time() - t0 < 120 and p.poll() is None and len(R.read_log(d)) < 1: time.sleep(0.02)
+        while time.time() - t0 < 300 and p.poll() is None and not (d/'last.pt').is_file(): time.sleep(0.02)
         os.killpg(p.pid, signal.SIGKILL); p.wait()
 
 def test_resume_half_done_table(tmp_path):
-    root, out, E = _tiny_busi(tmp_path), tmp_path/'tiny', 6
+    root, out, E = _tiny_busi(tmp_path), tmp_path/'tiny', 4
     env = dict(R._cli_env(), OMP_NUM_THREADS='1')
     # run 1 finishes through reproduce (a one-run table with the same folder names)
     one = R.Table('tiny', 'run 1 only', TINY.runs[:1])
-    r1 = R.reproduce(one, out, root, epochs=E, poll_s=0.1, verbose=False)
+    r1 = R.reproduce(one, out, root, epochs=E, train_args=SMALL, poll_s=0.1, verbose=False)
     assert r1['done'] == ['split1-seed41'] and R.run_status(out/'split1-seed41') == 'done', R._tail(out/'split1-seed41'/'train.log')
     n_att = len((out/'split1-seed41'/'attempts.jsonl').read_text().splitlines())
     # run 2 is killed after its first epoch
-    cmd = R.cli_prefix() + R.train_command(TINY.runs[1], out/'split2-seed41', root, epochs=E, device='cpu')
+    cmd = R.cli_prefix() + R.train_command(TINY.runs[1], out/'split2-seed41', root, epochs=E, train_args=SMALL, device='cpu')
     _kill_after_first_epoch(cmd, out/'split2-seed41', env)
     done_before = len(R.read_log(out/'split2-seed41'))
     assert 1 <= done_before < E and R.run_status(out/'split2-seed41') == 'partial'
-    assert [r['status'] for r in R.plan(TINY, out, root, epochs=E)] == ['done', 'partial']
+    assert [r['status'] for r in R.plan(TINY, out, root, epochs=E, train_args=SMALL)] == ['done', 'partial']
     # the whole table again: run 1 is skipped, run 2 resumes from its last epoch
-    res = R.reproduce(TINY, out, root, per_gpu=2, epochs=E, poll_s=0.1, verbose=False)
+    res = R.reproduce(TINY, out, root, per_gpu=2, epochs=E, train_args=SMALL, poll_s=0.1, verbose=False)
     assert res['done'] == ['split1-seed41', 'split2-seed41'] and not res['failed']
     assert len((out/'split1-seed41'/'attempts.jsonl').read_text().splitlines()) == n_att
     att = [json.loads(l) for l in (out/'split2-seed41'/'attempts.jsonl').read_text().splitlines()]
