@@ -185,3 +185,15 @@ def test_cli_options(tmp_path):
     assert len(out['train']) == 3 and out['preprocess']['mask']['invert'] and out['train'].images.shape[-1] == 32
     assert data_from_args(p.parse_args([])) is None
     with pytest.raises(DataError, match='--masks'): data_from_args(p.parse_args(['--images', str(tmp_path/'img')]))
+
+def test_write_datalist_round_trip_relative_paths(tmp_path):
+    from medseg_tutor.data.folder import write_datalist
+    _set(tmp_path)
+    p = write_datalist(tmp_path/'lists'/'d.json', {'training': [{'image': tmp_path/'img'/'s0.png', 'label': tmp_path/'lab'/'s0.png'}],
+                                                   'val': [{'image': tmp_path/'img'/'s1.png', 'label': tmp_path/'lab'/'s1.png'}],
+                                                   'test': [tmp_path/'img'/'s2.png']}, name='x')
+    raw = json.loads(p.read_text())
+    assert raw['name'] == 'x' and raw['training'][0]['image'] == '../img/s0.png' and raw['test'] == [{'image': '../img/s2.png'}]
+    r = read_datalist(p)
+    assert r['validation'][0]['label'].resolve() == (tmp_path/'lab'/'s1.png').resolve() and r['test'][0]['label'] is None
+    with pytest.raises(DataError, match='section'): write_datalist(tmp_path/'e.json', {'train2': []})
