@@ -131,21 +131,39 @@ def _train_path_unsafe(*files) -> bool:
 
 @pytest.mark.xfail(_train_path_unsafe('engine.py'), strict=False,
                    reason="the engine still reads last.pt with weights_only=False (its owner switches to train.checkpoint.load_checkpoint)")
-def test_pickle_payload_through_train_resume(tmp_path):
+def test_pickle_payload_through_train_resume(tmp_path, folder):
     marker, out = tmp_path/'MARKER', tmp_path/'run'
     out.mkdir(); pickle_bomb(out/'last.pt', marker)
-    refused(*cli('train', '--recipe', 'demo-synthetic', '--epochs', '1', '--out', out, '--resume', '--device', 'cpu',
-                 '--no-progress'), marker)
+    refused(*cli('train', '--recipe', 'mobileutr-folder', '--images', folder/'images', '--masks', folder/'masks', '--size', '32',
+                 '--epochs', '1', '--max-steps', '1', '--out', out, '--resume', '--device', 'cpu', '--no-progress'),
+            marker, 'refused without running anything')
 
 @pytest.mark.xfail(_train_path_unsafe('recipes.py', 'engine.py'), strict=False,
                    reason="the phase-2 recipe still reads --init with weights_only=False (its owner switches to the registry's srsnet(init=...))")
-def test_pickle_payload_through_train_init(tmp_path):
-    from medseg_tutor.data.synthetic import make_example_dataset
-    root = tmp_path/'data'; make_example_dataset('busi', root/'busi', n=8, size=32)
+def test_pickle_payload_through_train_init(tmp_path, folder):
     marker = tmp_path/'MARKER'
     bomb = pickle_bomb(tmp_path/'phase1.pt', marker)
-    refused(*cli('train', '--recipe', 'srsnet-busi-phase2-tiny', '--data-root', root, '--init', bomb, '--epochs', '1',
-                 '--out', tmp_path/'run', '--device', 'cpu', '--no-progress'), marker)
+    refused(*cli('train', '--recipe', 'srsnet-folder-phase2', '--images', folder/'images', '--masks', folder/'masks', '--size', '32',
+                 '--init', bomb, '--epochs', '1', '--max-steps', '1', '--out', tmp_path/'run', '--device', 'cpu', '--no-progress'),
+            marker, 'refused without running anything')
+
+def test_recipe_checkpoint_evaluates_like_training(tmp_path, folder):
+    "A checkpoint the train command wrote: eval on its own validation names gives about the Dice training logged (own size vs canvas)."
+    from medseg_tutor import cli as C
+    out = tmp_path/'run'
+    rc = C.main(['train', '--recipe', 'mobileutr-folder', '--images', str(folder/'images'), '--masks', str(folder/'masks'),
+                 '--size', '32', '--epochs', '1', '--max-steps', '2', '--out', str(out), '--device', 'cpu', '--no-progress'])
+    assert rc == 0 and (out/'best.pt').is_file()
+    from medseg_tutor.train.checkpoint import load_checkpoint, check_run
+    assert check_run(out) == []
+    logged = load_checkpoint(out/'best.pt')['metrics']['dice']
+    rc, o, err = cli_inproc('eval', '--ckpt', out/'best.pt', '--images', folder/'images', '--masks', folder/'masks', '--split', 'val',
+                            '--json', '--no-hd95')
+    r = json.loads(o)
+    assert rc == 0 and r['train_overlap'] == 0 and r['model'] == 'mobileutr'
+    assert abs(r['dice'] - logged) < 0.05, (r['dice'], logged)
+    rc, o, err = cli_inproc('predict', '--ckpt', out/'best.pt', '--input', folder/'images', '--out', tmp_path/'pred')
+    assert rc == 0 and len(list((tmp_path/'pred').glob('*_mask.png'))) == 6
 
 def test_hostile_files_through_the_python_api(tmp_path, folder):
     marker = tmp_path/'MARKER'
