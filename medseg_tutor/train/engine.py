@@ -189,6 +189,9 @@ class Callback:
     def after_fit(self, trainer): pass
     def state_dict(self) -> dict: return {}
     def load_state_dict(self, sd:dict): pass
+    def eval_weights(self, trainer) -> dict|None:
+        "Weights to validate and to keep as best.pt instead of the live ones (an EMA returns its average); None: the live ones."
+        return None
 
 class EpochEnd(Callback):
     "Wrap a plain function `fn(trainer)` as a callback run after each epoch's checkpoint."
@@ -388,6 +391,7 @@ class Trainer:
                 print("compiling the model (torch.compile): the first step takes a while ...", flush=True)
             self._cb('before_step')
             loss, logs = self.train_step(batch)
+            self.last_loss, self.last_logs = loss, logs            # for after_step callbacks (e.g. a per-step loss record)
             self._compiled_once = True
             k = len(batch[0]) if torch.is_tensor(batch[0]) else 1
             tot += loss * k; n += k
@@ -448,14 +452,14 @@ class Trainer:
         if self.best is None: return True
         return v > self.best if self.cfg.select_mode == 'max' else v < self.best
 
-    def _save_epoch(self, metrics:dict, improved:bool, final:bool):
+    def _save_epoch(self, metrics:dict, best_sd:dict|None, final:bool):
         # order: log.csv, then (checkpoint.write_epoch_files) best.pt, last.pt, summary.json naming best.pt's epoch and
         # hash. best.pt carries its own epoch and metrics (equal to the log row of that epoch); a kill between two
         # writes leaves last.pt one epoch behind, and resuming redoes that epoch bit for bit.
         if not (self.is_main and self.out is not None): return
         write_csv(self.history, self.out/'log.csv')
-        best = dict(model=self.model.state_dict(), epoch=self.epoch, metrics=metrics, config=asdict(self.cfg),
-                    meta=self.meta) if improved else None
+        best = dict(model=best_sd, epoch=self.epoch, metrics=metrics, config=asdict(self.cfg),
+                    meta=self.meta) if best_sd is not None else None
         last = self.state_dict() if self.epoch % max(1, self.cfg.save_every) == 0 or final else None
         write_epoch_files(self.out, last=last, best=best,
                           summary=dict(epoch=self.epoch, epochs=self.cfg.epochs, steps=self.global_step,
@@ -499,17 +503,24 @@ class Trainer:
             self._cb('before_epoch')
             row = dict(epoch=e + 1, **self.train_epoch(e))
             final = self.stop or e + 1 >= self.cfg.epochs
+            ew = next((w for w in (cb.eval_weights(self) for cb in self.callbacks) if w is not None), None)
+            live = None
+            if ew is not None:
+                live = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+                self.model.load_state_dict(ew)
             if self.val_data is not None and ((e + 1) % self.cfg.val_every == 0 or final):
                 if self.is_main: row.update({f'val_{k}': v for k, v in self.evaluate().items()})
                 _barrier(self.world)
             v = row.get(f'val_{self.cfg.select_metric}', row.get(self.cfg.select_metric) if self.val_data is None else None)
             improved = self._better(v)
             if improved: self.best, self.best_epoch = v, e
+            best_sd = {k: t.detach().clone() for k, t in self.model.state_dict().items()} if improved else None
+            if live is not None: self.model.load_state_dict(live)
             self.history.append(row); self.epoch = e + 1
             walls.append(time.perf_counter() - t_epoch)
             if self.cfg.time_budget_s is not None: self._plan_budget(t_start, walls)
             final = final or self.stop or self.epoch >= self.cfg.epochs
-            self._save_epoch({k[4:]: x for k, x in row.items() if k.startswith('val_')} or {'train_loss': row['train_loss']}, improved, final)
+            self._save_epoch({k[4:]: x for k, x in row.items() if k.startswith('val_')} or {'train_loss': row['train_loss']}, best_sd, final)
             self._say(' '.join(f'{k}={x:.4g}' if isinstance(x, float) else f'{k}={x}' for k, x in row.items()
                                if k in ('epoch', 'train_loss', 'lr', 'img_s') or k.startswith('val_') and not k.endswith('_std')))
             _barrier(self.world)
