@@ -311,6 +311,7 @@ def _needed_for_docs(cell) -> bool:
     import ast
     from nbdev.processors import _do_eval, _show_docs
     if not _do_eval(cell): return False
+    if re.search(r'''^if\s+__name__\s*==\s*['"]__main__['"]''', cell.source, flags=re.M): return False  # a script guard would run the CLI
     if cell.directives_.keys() & {'export', 'exports', 'exporti', 'exec_doc'}: return True
     trees = cell.parsed_()
     return all(isinstance(t, (ast.Import, ast.ImportFrom)) for t in trees) or bool(_show_docs(trees))
