@@ -262,3 +262,32 @@ def test_sigkill_at_any_time_leaves_loadable_consistent_files(tmp_path):
         probs = check_run(run)
         assert all('stopped between writing best.pt and summary.json' in q for q in probs), probs
         assert check_run(run, repair=True) is not None and check_run(run) == []
+
+# -- checkpoints of earlier versions ----------------------------------------------------------------------------
+def legacy(tmp_path, model='medseg_tutor.train.engine:TinyUNet'):
+    m = create_model('tiny_unet', in_channels=1, width=4)
+    old = dict(model=m.state_dict(), epoch=2, metrics={'dice': 0.4}, config=dict(target='mask', betas=(0.9, 0.999)),
+               meta=dict(recipe='demo-synthetic', model=model, model_kw=dict(in_channels=1, width=4), size=16, in_channels=1,
+                         normalize='imagenet', dataset='synthetic', fold=None))
+    torch.save(old, tmp_path/'old.pt')
+    return m, tmp_path/'old.pt'
+
+def test_legacy_checkpoint_refused_with_the_fix_then_upgraded(tmp_path):
+    from medseg_tutor.train.checkpoint import upgrade_checkpoint
+    m, p = legacy(tmp_path)
+    with pytest.raises(CheckpointError, match='upgrade_checkpoint') as e: model_from_checkpoint(p)
+    one_line(e)
+    with pytest.raises(CheckpointError, match='upgrade_checkpoint'): model_from_checkpoint(p, verify=False)
+    assert upgrade_checkpoint(p, tmp_path/'new.pt') == tmp_path/'new.pt'
+    m2, meta = model_from_checkpoint(tmp_path/'new.pt')
+    x = torch.rand(1, 1, 16, 16)
+    assert torch.equal(m2(x), m.eval()(x)) and meta['model'] == {'name': 'tiny_unet', 'kw': {'in_channels': 1, 'width': 4}}
+    assert meta['preprocess']['size'] == {'rule': 'fixed', 'hw': [16, 16], 'pad_multiple': 1} and meta['task'] == '2d-seg'
+    assert upgrade_checkpoint(tmp_path/'new.pt') == tmp_path/'new.pt'                       # already current: unchanged
+
+def test_upgrade_refuses_unknown_paths_and_imports_nothing(tmp_path):
+    from medseg_tutor.train.checkpoint import upgrade_checkpoint
+    marker = tmp_path/'MARKER'
+    _, p = legacy(tmp_path, model='subprocess:run')
+    with pytest.raises(CheckpointError, match='cannot be converted'): upgrade_checkpoint(p)
+    assert not marker.exists()
