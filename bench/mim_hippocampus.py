@@ -47,7 +47,7 @@ def run(a):
     # 1. pre-training on the training images of the fine-tuning split (the 20 % validation cases are left out)
     t0 = time.time()
     pt = mambamim_pretrain_runner(data_root=Path(a.hippo), out=out / 'pretrain', epochs=a.pt_epochs,
-                                  time_budget_s=a.pt_s, val_fraction=0.2, split_seed=0, warmup_epochs=a.pt_warmup,
+                                  time_budget_s=a.pt_s or None, val_fraction=0.2, split_seed=0, warmup_epochs=a.pt_warmup,
                                   lr=a.pt_lr, **common)
     rows['pretrain'] = dict(wall_s=time.time() - t0, steps=pt['steps'], epochs=pt['epochs'],
                             loss_first=pt['history'][0]['train_loss'], loss_last=pt['history'][-1]['train_loss'])
@@ -63,7 +63,7 @@ def run(a):
     for name, init in (('pretrained', out / 'pretrain' / 'encoder.pt'), ('scratch', 'none')):
         t0 = time.time()
         ft = mambamim_finetune_runner(data_root=Path(a.hippo), out=out / f'ft_{name}', init=init, epochs=a.ft_epochs,
-                                      time_budget_s=a.ft_s, lr=a.ft_lr, warmup_epochs=a.ft_warmup, val_fraction=0.2,
+                                      time_budget_s=a.ft_s or None, lr=a.ft_lr, warmup_epochs=a.ft_warmup, val_fraction=0.2,
                                       split_seed=0, **common)
         wall = time.time() - t0
         model, meta = model_from_checkpoint(out / f'ft_{name}' / 'best.pt', a.device if a.device != 'auto' else 'cuda' if torch.cuda.is_available() else 'cpu')
@@ -103,10 +103,11 @@ def main(argv=None):
     r.add_argument('--variant', default='small'); r.add_argument('--size', type=int, default=48)
     r.add_argument('--batch-size', type=int, default=2, help='volumes per step (each gives 4 crops)')
     r.add_argument('--seed', type=int, default=0)
-    r.add_argument('--pt-s', type=float, default=90); r.add_argument('--pt-epochs', type=int, default=100)
+    r.add_argument('--pt-s', type=float, default=0, help='time budget (0: none, run --pt-epochs)'); r.add_argument('--pt-epochs', type=int, default=30)
     r.add_argument('--pt-warmup', type=float, default=4); r.add_argument('--pt-lr', type=float, default=1e-4)
     r.add_argument('--ct-steps', type=int, default=4)
-    r.add_argument('--ft-s', type=float, default=100); r.add_argument('--ft-epochs', type=int, default=100)
+    r.add_argument('--ft-s', type=float, default=0, help='time budget (0: none; a budget makes the two schedules differ)')
+    r.add_argument('--ft-epochs', type=int, default=15)
     r.add_argument('--ft-warmup', type=float, default=1); r.add_argument('--ft-lr', type=float, default=1e-4)
     a = ap.parse_args(argv)
     (prepare if a.cmd == 'prepare' else run)(a)
