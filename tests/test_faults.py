@@ -318,3 +318,18 @@ def test_uint8_and_float64_inputs_to_a_model():
     with pytest.raises(ShapeError, match=r'x.float\(\) / 255') as e: m(torch.zeros(1, 3, 32, 32, dtype=torch.uint8))
     assert '\n' not in str(e.value)
     with pytest.raises(ShapeError, match=r'convert with x.float\(\)'): m(torch.zeros(1, 3, 32, 32, dtype=torch.float64))
+
+def test_eval_other_fold_warns_about_training_images(tmp_path):
+    "`eval --fold 2` on a fold-1 model: the images it trained on are counted and named in a warning."
+    from medseg_tutor.data.synthetic import make_example_dataset
+    root = tmp_path/'data'; make_example_dataset('busi', root/'busi', n=12, size=32)
+    sp = root/'busi'/'splits'
+    train1 = [l.strip() for l in (sp/'busi_train1.txt').read_text().splitlines() if l.strip()]
+    val2 = [l.strip() for l in (sp/'busi_val2.txt').read_text().splitlines() if l.strip()]
+    expected = len(set(train1) & set(val2))
+    p = make_ckpt(tmp_path/'b.pt', dataset='busi', fold=1, train_names=train1)
+    rc, out, err = cli_inproc('eval', '--ckpt', p, '--data-root', root, '--fold', '2', '--split', 'val', '--json', '--no-hd95')
+    assert rc == 0 and json.loads(out)['train_overlap'] == expected and json.loads(out)['n'] == len(val2)
+    assert (f"warning: {expected} of the {len(val2)} evaluated images" in err) == (expected > 0)
+    rc, out, err = cli_inproc('eval', '--ckpt', p, '--data-root', root, '--split', 'val', '--json', '--no-hd95')   # its own fold
+    assert rc == 0 and json.loads(out)['train_overlap'] == 0 and err == ''
