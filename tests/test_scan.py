@@ -265,6 +265,7 @@ def test_triton_vs_ref(Bk, Ck, L, extras, softplus, dtype, N, kernel):
     if dev == 'cpu' and kernel == 'scan': pytest.skip('the first kernel is checked on the GPU only')
     t = make(batch=2, dim=8 if dev == 'cpu' else 64, L=L, N=N, B=Bk, C=Ck, G=2, dtype=torch.float32, device=dev)
     t['delta'] = t['delta'].abs()
+    if not softplus: t['delta_bias'] = t['delta_bias'].abs()   # Δ + bias < 0 without softplus grows the state like e^{|ΔA| t}
     t = {k: (v.to(dtype) if k in ('u', 'delta', 'z') else v) for k, v in t.items()}
     use = KEYS if extras else ('u', 'delta', 'A', 'B', 'C')
     a = [x.requires_grad_() if x is not None else None for x in args_of(t, use)]
