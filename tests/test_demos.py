@@ -78,7 +78,7 @@ def test_breastmnist_fast_demo(data_dir, tmp_path):
     assert r['last_epoch_loss'] < r['first_epoch_loss'], 'training loss should fall'
     assert r['test_auc'] > 0.5, 'three epochs should already beat chance on test AUC'
     assert np.allclose(np.sum(r['test_probs'], 1), 1, atol=1e-5) and len(r['test_labels']) == 156
-    for f in ('metrics.json', 'model.pt', 'curves.png', 'confusion.png', 'misclassified.png'): assert (tmp_path / f).is_file(), f
+    for f in ('metrics.json', 'curves.png', 'confusion.png', 'misclassified.png', 'run/best.pt', 'run/log.csv'): assert (tmp_path / f).is_file(), f
     m = json.loads((tmp_path / 'metrics.json').read_text())
     assert m['test_acc'] == pytest.approx(r['test_acc'])
     json.dumps({k: v for k, v in r.items()})       # the whole result is JSON-serialisable (CLI)
@@ -96,3 +96,38 @@ def test_adrenal3d_fast_demo(data_dir, tmp_path):
     for f in ('metrics.json', 'results.md', 'reconstructions.png', 'pretrain_loss.png', 'finetune_curves.png'):
         assert (tmp_path / f).is_file(), f
     json.dumps(r)
+
+
+# ---- no second loop: the demos train through the engine and resume exactly ----------------------------------
+
+def test_classifier_runs_through_the_engine_and_resumes_exactly(tmp_path):
+    "fit_classifier's run writes the engine's log.csv columns, and a stopped run resumed with its callbacks (OneCycle,\n"
+    "EMA, StepLosses) ends with the same weights and the same EMA as one that never stopped."
+    from medseg_tutor.train.engine import Trainer, TrainConfig, StopTraining, read_csv
+    from medseg_tutor.train.checkpoint import load_checkpoint
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(24, 1, 28, 28, generator=g), torch.randint(0, 2, (24,), generator=g)
+    ev = lambda t, d: {'auc': float((t.model(d.x).argmax(-1) == d.y).float().mean()), 'acc': 0.5}
+    def run(out, extra=(), resume=False):
+        torch.manual_seed(0)
+        cbs = [bm.OneCycle(3e-3, 0.2), bm.EMA(0.9), *extra]
+        cfg = TrainConfig(epochs=3, batch_size=8, optimizer='adamw', lr=3e-3, schedule='const', select_metric='auc', progress=False, verbose=False)
+        tr = Trainer(bm.MobileUtrClassifier(dims=(8, 16, 16), heads=2), bm.ClassData(x, y, bm.augment2d), bm.ClassData(x, y), cfg,
+                     loss_fn=torch.nn.CrossEntropyLoss(label_smoothing=0.1), step=bm.cls_step, evaluate=ev, callbacks=cbs, out=out, device='cpu')
+        tr.fit(resume=resume); return cbs
+    a = run(tmp_path/'a')
+    def stop(t):
+        if t.epoch == 1: raise StopTraining
+    with pytest.raises(StopTraining): run(tmp_path/'b', [stop])
+    b = run(tmp_path/'b', resume=True)
+    wa, wb = load_checkpoint(tmp_path/'a'/'last.pt')['model'], load_checkpoint(tmp_path/'b'/'last.pt')['model']
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    assert all(torch.equal(a[1].state[k], b[1].state[k]) for k in a[1].state)
+    assert {'epoch', 'train_loss', 'train_acc', 'lr', 'epoch_s', 'val_auc'} <= set(read_csv(tmp_path/'a'/'log.csv')[0])
+
+def test_mim_pretraining_runs_through_the_engine(tmp_path):
+    from medseg_tutor.train.engine import read_csv
+    x = (torch.rand(8, 1, 32, 32, 32) > 0.7).float()
+    mim, h = ad.pretrain_mambamim(x, epochs=1, bs=4, device='cpu', log=None, out=tmp_path)
+    assert h['steps'] == 2 and len(h['step_loss']) == 2 and (tmp_path/'best.pt').is_file()
+    assert {'epoch', 'train_loss', 'lr', 'epoch_s'} <= set(read_csv(tmp_path/'log.csv')[0])

@@ -4,15 +4,20 @@
 
 # %% ../../nbs/61_demos.adrenal3d.ipynb #afd2ac92
 from __future__ import annotations
-import os, json, math, time
+import os, json, math, time, tempfile
 from pathlib import Path
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from ..core import DataError, seed_everything, get_device
-from .breastmnist import (load_medmnist, medmnist_scores, predict_proba, fit_classifier,
-                                            plot_curves, plot_confusion)
+from .breastmnist import (load_medmnist, medmnist_scores, medmnist_evaluate, predict_proba, fit_classifier,
+                                            plot_curves, plot_confusion, ClassData, StepLosses)
+from ..nets.hymamba import hymamba_tiny, HyMambaClassifier
+from ..mim.masking import hybrid_mask
+from ..mim.pretrain import MambaMIM, paste_reconstruction, mim_pretrain_step, WeightDecayCosine
+from ..train.engine import Trainer, TrainConfig
+from ..data.synthetic import is_synthetic
 
 # %% auto #0
 __all__ = ['TINY_CHANNELS', 'load_adrenal3d', 'augment3d', 'make_encoder', 'make_classifier', 'pretrain_mambamim', 'reconstruct',
@@ -57,43 +62,39 @@ TINY_CHANNELS = (4, 8, 16, 32, 48)
 
 def make_encoder(size:int=32):
     "The demo's HyMamba: `hymamba_tiny` with channels (4, 8, 16, 32, 48) for `size`³ inputs."
-    from medseg_tutor.nets.hymamba import hymamba_tiny
     return hymamba_tiny(in_channels=1, img_size=size, channels=TINY_CHANNELS)
 
 def make_classifier(encoder=None, size:int=32, dropout:float=0.1):
     "`HyMambaClassifier` (2 classes) on `encoder` (a fresh `make_encoder(size)` if None)."
-    from medseg_tutor.nets.hymamba import HyMambaClassifier
     return HyMambaClassifier(encoder if encoder is not None else make_encoder(size), n_classes=2, dropout=dropout)
 
 # %% ../../nbs/61_demos.adrenal3d.ipynb #f2c64d81
 def pretrain_mambamim(x:torch.Tensor, # (N, 1, s, s, s) unlabelled training volumes
                       epochs:int=4, bs:int=16, lr:float=2e-3, mask_ratio:float=0.75, decoder_width:int=32,
-                      seed:int=0, device='cpu', augment:bool=True, log=print):
-    "Pre-train `MambaMIM(make_encoder(s))` on `x`; return (mim model, history with per-step losses)."
-    from medseg_tutor.mim.pretrain import MambaMIM, make_optimizer, pretrain_step
-    g = seed_everything(seed)
-    mim = MambaMIM(make_encoder(x.shape[-1]), decoder_width=decoder_width, mask_ratio=mask_ratio).to(device)
-    opt = make_optimizer(mim, lr)
-    steps = epochs * math.ceil(len(x) / bs)
-    hist, it, t0, c0 = {'step_loss': [], 'epoch_loss': []}, 0, time.perf_counter(), time.process_time()
-    mim.train()
-    for ep in range(epochs):
-        perm, tot = torch.randperm(len(x), generator=g), 0.
-        for i in range(0, len(x), bs):
-            xb = x[perm[i:i + bs]]
-            if augment: xb = augment3d(xb, g)
-            r = pretrain_step(mim, opt, xb.to(device), it, steps, warmup=max(1, steps // 10), base_lr=lr)
-            hist['step_loss'].append(r['loss']); tot += r['loss'] * len(xb); it += 1
-        hist['epoch_loss'].append(tot / len(x))
-        if log: log(f"pre-train epoch {ep}  masked-patch loss {tot / len(x):.4f}  ({time.perf_counter() - t0:.0f}s)")
-    hist.update(seconds=time.perf_counter() - t0, cpu_seconds=time.process_time() - c0, steps=it)
+                      seed:int=0, device='cpu', augment:bool=True, log=print, out=None):
+    "Pre-train `MambaMIM(make_encoder(s))` on `x` through the package's `Trainer`; return (mim model, history)."
+
+    seed_everything(seed)
+    mim = MambaMIM(make_encoder(x.shape[-1]), decoder_width=decoder_width, mask_ratio=mask_ratio)
+    steps_per_epoch = math.ceil(len(x) / bs)
+    cfg = TrainConfig(epochs=epochs, batch_size=bs, optimizer='adamw', lr=lr, weight_decay=0.04, schedule='cosine',
+                      warmup_epochs=max(1, epochs * steps_per_epoch // 10) / steps_per_epoch, warmup_start=0.005,
+                      final_lr_ratio=0.001, clip_grad=5.0, seed=seed, select_metric='train_loss', select_mode='min',
+                      progress=False, verbose=False)
+    rec = StepLosses()
+    t0, c0 = time.perf_counter(), time.process_time()
+    with tempfile.TemporaryDirectory() as tmp:
+        res = Trainer(mim, ClassData(x, None, augment3d if augment else None), None, cfg, step=mim_pretrain_step,
+                      callbacks=[WeightDecayCosine(0.04, 0.2), rec], out=out or tmp, device=device).fit(overwrite=True)
+    hist = {'step_loss': rec.losses, 'epoch_loss': [r['train_loss'] for r in res['history']]}
+    if log:
+        for r in res['history']: log(f"pre-train epoch {int(r['epoch']) - 1}  masked-patch loss {r['train_loss']:.4f}")
+    hist.update(seconds=time.perf_counter() - t0, cpu_seconds=time.process_time() - c0, steps=res['steps'])
     return mim, hist
 
 @torch.no_grad()
 def reconstruct(mim, x:torch.Tensor, mask_ratio:float, seed:int=0) -> dict:
     "Masked input, raw prediction and prediction pasted into the hidden cubes, for volumes `x` at `mask_ratio`."
-    from medseg_tutor.mim.masking import hybrid_mask
-    from medseg_tutor.mim.pretrain import paste_reconstruction
     mim.eval()
     dev = next(mim.parameters()).device
     grid = tuple(s // mim.stride for s in x.shape[2:])
@@ -132,7 +133,8 @@ def finetune_compare(data:dict, # output of `load_adrenal3d`
     "For each seed, fine-tune from `encoder_state` and train from scratch; val-selected test ACC/AUC per arm (medmnist Evaluator)."
     xtr, ytr = data['train']
     if n_train is not None: xtr, ytr = xtr[:n_train], ytr[:n_train]
-    ev = lambda split: (lambda m: medmnist_scores('adrenalmnist3d', split, predict_proba(m, data[split][0], bs=64, device=device), data['root'], size=64))
+    ev = medmnist_evaluate('adrenalmnist3d', 'val', data['root'], size=64, tta=False)
+    test = lambda m: medmnist_scores('adrenalmnist3d', 'test', predict_proba(m, data['test'][0], bs=64, device=device), data['root'], size=64)
     arms = (['pretrained'] if encoder_state is not None else []) + ['scratch']
     res = {a: {'acc': [], 'auc': [], 'val_auc': [], 'hist': []} for a in arms}
     for seed in seeds:
@@ -142,9 +144,9 @@ def finetune_compare(data:dict, # output of `load_adrenal3d`
             if arm == 'pretrained': enc.load_state_dict(encoder_state)
             model = make_classifier(enc).to(device)
             if log: log(f'--- {arm}, seed {seed}')
-            h = fit_classifier(model, (xtr, ytr), ev('val'), epochs=epochs, bs=bs, lr=lr, wd=0.05, ema=0.98,
+            h = fit_classifier(model, (xtr, ytr), ev, val=data['val'], epochs=epochs, bs=bs, lr=lr, wd=0.05, ema=0.98,
                                augment=augment3d, seed=seed, device=device, log=log)
-            t = ev('test')(model)
+            t = test(model)
             for k, v in (('acc', t['acc']), ('auc', t['auc']), ('val_auc', h['best_val_auc']), ('hist', h)): res[arm][k].append(v)
     for arm in arms:
         for k in ('acc', 'auc'):

@@ -4,18 +4,24 @@
 
 # %% ../../nbs/60_demos.breastmnist.ipynb #3d1a668b
 from __future__ import annotations
-import os, json, math, time
+import os, json, math, time, tempfile
 from pathlib import Path
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from ..core import DataError, DataRootError, DATA_ENV, data_root as _resolve_root, seed_everything, get_device
+from ..blocks.convutr import ConvUtr
+from ..blocks.lgl import LGLBlock
+from ..train.engine import Trainer, TrainConfig, Callback
+from ..train.checkpoint import load_checkpoint
+from ..data.synthetic import is_synthetic
 
 # %% auto #0
 __all__ = ['MEDMNIST_RECORD', 'BREAST_NAMES', 'medmnist_folder', 'load_medmnist', 'to_tensors', 'augment2d',
-           'MobileUtrClassifier', 'predict_proba', 'medmnist_scores', 'EMA', 'fit_classifier', 'plot_curves',
-           'plot_confusion', 'plot_misclassified', 'run_demo']
+           'MobileUtrClassifier', 'ClassData', 'cls_step', 'predict_proba', 'medmnist_scores', 'medmnist_evaluate',
+           'EMA', 'OneCycle', 'StepLosses', 'fit_classifier', 'plot_curves', 'plot_confusion', 'plot_misclassified',
+           'run_demo']
 
 # %% ../../nbs/60_demos.breastmnist.ipynb #1e9156ef
 MEDMNIST_RECORD = 'https://zenodo.org/records/10519652'
@@ -61,11 +67,11 @@ def load_medmnist(dataset_cls:str='BreastMNIST', # medmnist Dataset class name
             raise DataError(f"'{root/fname}' could not be read as a MedMNIST file ({type(e).__name__}: {e}); "
                             f"re-download it (see {MEDMNIST_RECORD})") from e
         n_exp = ds.info['n_samples'][split]
-        if ds.imgs.shape[0] != n_exp:   # medmnist's __len__ asserts this; say it in words instead
+        if ds.imgs.shape[0] != n_exp and not is_synthetic(root):   # medmnist's __len__ asserts this; say it in words instead
             raise DataError(f"'{root/fname}' has {ds.imgs.shape[0]} {split} images but {dataset_cls} has {n_exp}: "
                             f"the file is truncated or not the official one; re-download it (see {MEDMNIST_RECORD})")
         # labels are (N, 1) in the official files but (N,) in some copies: flatten both to (N,)
-        labels = np.asarray(ds.labels).reshape(n_exp, -1)[:, 0].astype(np.int64)
+        labels = np.asarray(ds.labels).reshape(ds.imgs.shape[0], -1)[:, 0].astype(np.int64)
         res[split] = (np.asarray(ds.imgs), labels)
         res['info'] = ds.info
     return res
@@ -104,8 +110,6 @@ class MobileUtrClassifier(nn.Module):
     "Small MobileUtr-style encoder for 28×28 inputs (stem, 2 ConvUtr stages, LGL sr=2 and LGL sr=1 at 8×8) + linear head."
     def __init__(self, in_ch:int=1, n_classes:int=2, dims:tuple=(16, 32, 48), heads:int=4, lgl_kernel:int=5, drop:float=0.2):
         super().__init__()
-        from medseg_tutor.blocks.convutr import ConvUtr
-        from medseg_tutor.blocks.lgl import LGLBlock
         d0, d1, d2 = dims
         self.stem = nn.Sequential(nn.Conv2d(in_ch, d0, 3, padding=1, bias=False), nn.BatchNorm2d(d0), nn.GELU())
         self.stage1 = ConvUtr(d0, d1, depth=1, kernel_size=3)            # 28×28
@@ -125,6 +129,22 @@ class MobileUtrClassifier(nn.Module):
     def forward(self, x): return self.head(self.features(x))
 
 # %% ../../nbs/60_demos.breastmnist.ipynb #734517bb
+class ClassData:
+    "Images `x` (N, C, ...) and labels `y` (N,) for the Trainer: `batch(idx, gen)` -> (x, y), augmented by `augment(x, gen)` when given."
+    def __init__(self, x:torch.Tensor, y:torch.Tensor|None=None, augment=None):
+        self.x, self.y, self.augment = x, y, augment
+    def __len__(self): return len(self.x)
+    def batch(self, idx:torch.Tensor, gen:torch.Generator|None=None) -> tuple:
+        xb = self.x[idx].float()
+        if gen is not None and self.augment is not None: xb = self.augment(xb, gen)
+        return (xb,) if self.y is None else (xb, self.y[idx])
+
+def cls_step(trainer, batch:tuple) -> tuple[torch.Tensor, dict]:
+    "Classification step: `loss_fn(logits, y)` (cross-entropy with label smoothing here) and the batch accuracy as a log."
+    x, y = batch
+    logits = trainer.net(x).float()
+    return trainer.loss_fn(logits, y), {'acc': (logits.argmax(-1) == y).float().mean().detach()}
+
 @torch.no_grad()
 def predict_proba(model:nn.Module, x:torch.Tensor, bs:int=256, device='cpu', tta:bool=False) -> np.ndarray:
     "Softmax probabilities (N, n_classes) in eval mode; `tta` averages with the left-right flipped input."
@@ -142,66 +162,99 @@ def medmnist_scores(flag:str, split:str, probs:np.ndarray, root, size:int=28) ->
     m = Evaluator(flag, split, size=size, root=str(root)).evaluate(probs)
     return {'acc': float(m.ACC), 'auc': float(m.AUC)}
 
-class EMA:
-    "Exponential moving average of a model's parameters and buffers (buffers copied)."
-    def __init__(self, model:nn.Module, beta:float=0.99):
-        self.beta = beta
-        self.state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+def medmnist_evaluate(flag:str, split:str, root, size:int=28, tta:bool=True):
+    "An evaluate function for the Trainer: ACC / AUC on `split` with medmnist's `Evaluator` (data: a `ClassData`)."
+    def evaluate(trainer, data) -> dict:
+        return medmnist_scores(flag, split, predict_proba(trainer.model, data.x, device=trainer.device, tta=tta), root, size)
+    return evaluate
+
+# %% ../../nbs/60_demos.breastmnist.ipynb #30b8e6ad
+class EMA(Callback):
+    "Exponential moving average of the weights (buffers copied), updated after every step; validated and kept as best."
+    order = 20
+    def __init__(self, beta:float=0.98): self.beta, self.state = beta, None
+    def before_fit(self, trainer):
+        if self.state is None: self.state = {k: v.detach().clone() for k, v in trainer.model.state_dict().items()}
     @torch.no_grad()
-    def update(self, model:nn.Module):
-        for k, v in model.state_dict().items():
+    def after_step(self, trainer):
+        for k, v in trainer.model.state_dict().items():
             if v.dtype.is_floating_point: self.state[k].lerp_(v.detach(), 1 - self.beta)
             else: self.state[k].copy_(v)
+    def eval_weights(self, trainer): return self.state
+    def state_dict(self): return {'beta': self.beta, 'state': self.state}
+    def load_state_dict(self, sd): self.beta, self.state = sd['beta'], sd['state']
+
+def _cos(start, end, pct): return end + (start - end) / 2 * (math.cos(math.pi * pct) + 1)
+
+class OneCycle(Callback):
+    "torch's `OneCycleLR` (cos annealing, momentum cycling) as a callback: lr and beta1 set for every step from `global_step`."
+    order = 10
+    def __init__(self, max_lr:float, pct_start:float=0.1, div_factor:float=25., final_div_factor:float=1e4,
+                 base_momentum:float=0.85, max_momentum:float=0.95):
+        self.max_lr, self.pct, self.div, self.fdiv, self.bm, self.mm = max_lr, pct_start, div_factor, final_div_factor, base_momentum, max_momentum
+    def values(self, step:int, total:int) -> tuple[float, float]:
+        "(lr, momentum) at `step` of `total`."
+        lo, up = self.max_lr / self.div, float(self.pct * total) - 1
+        if step <= up: p = step / up; return _cos(lo, self.max_lr, p), _cos(self.mm, self.bm, p)
+        p = (step - up) / (total - 1 - up)
+        return _cos(self.max_lr, lo / self.fdiv, p), _cos(self.bm, self.mm, p)
+    def _apply(self, t):
+        lr, m = self.values(min(t.global_step, t.cfg.epochs * t.steps_per_epoch - 1), t.cfg.epochs * t.steps_per_epoch)
+        for g in t.opt.param_groups:
+            g['lr'] = lr
+            if 'betas' in g: g['betas'] = (m, g['betas'][1])
+            elif 'momentum' in g: g['momentum'] = m
+    def before_fit(self, t): self._apply(t)
+    def before_step(self, t): self._apply(t)
+    def after_step(self, t): self._apply(t)                   # so the logged lr is the one the next step uses
+
+class StepLosses(Callback):
+    "Record every step's loss (for the figure of the batch losses)."
+    def __init__(self): self.losses = []
+    def after_step(self, t): self.losses.append(float(t.last_loss))
+    def state_dict(self): return {'losses': list(self.losses)}
+    def load_state_dict(self, sd): self.losses = list(sd['losses'])
 
 def fit_classifier(model:nn.Module, # classifier returning logits
                    train:tuple, # (x, y) tensors
-                   evaluate, # fn(model) -> dict with 'acc', 'auc' (validation), called after each epoch
+                   evaluate, # an evaluate function for the Trainer (e.g. `medmnist_evaluate`), or fn(model) -> {'acc', 'auc'}
+                   val:tuple|None=None, # (x, y) tensors handed to `evaluate` (default: none needed)
                    epochs:int=30, bs:int=32, lr:float=2e-3, wd:float=0.05, warmup:float=0.1, smoothing:float=0.1,
                    ema:float|None=0.98, # EMA decay (None: no EMA)
                    augment=None, # fn(x, g) -> x applied to each training batch
-                   seed:int=0, device='cpu', max_seconds:float|None=None, # stop early after this much training time
-                   class_weight:torch.Tensor|None=None, log=print,
+                   seed:int=0, device='cpu', max_seconds:float|None=None, # time budget of the run
+                   class_weight:torch.Tensor|None=None, log=print, out=None, # out: keep the run (log.csv, best.pt, last.pt) there
                   ) -> dict:
-    "Train with AdamW + one-cycle + EMA; keep the epoch with the best val (auc, acc); load it into `model`; return the history."
-    g = seed_everything(seed)
+    "Train through the package's `Trainer` (AdamW + OneCycle + EMA callbacks), keep the best val AUC, load it into `model`."
+
     x, y = train
-    model.to(device)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=wd)
-    steps_per_epoch = math.ceil(len(x) / bs); total = epochs * steps_per_epoch
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=total, pct_start=warmup, anneal_strategy='cos')
-    ema_ = EMA(model, ema) if ema else None
-    cw = None if class_weight is None else class_weight.to(device)
-    hist = {'step_loss': [], 'epoch': [], 'train_loss': [], 'train_acc': [], 'val_acc': [], 'val_auc': [], 'seconds': []}
-    best, best_state, t_train, c_train = (-1., -1.), None, 0., 0.
-    for ep in range(epochs):
-        t0, c0 = time.perf_counter(), time.process_time(); model.train()
-        perm = torch.randperm(len(x), generator=g)
-        tl, tc, n = 0., 0, 0
-        for i in range(0, len(x), bs):
-            idx = perm[i:i + bs]
-            xb, yb = x[idx].float(), y[idx]
-            if augment is not None: xb = augment(xb, g)
-            xb, yb = xb.to(device), yb.to(device)
-            logits = model(xb)
-            loss = F.cross_entropy(logits.float(), yb, weight=cw, label_smoothing=smoothing)
-            opt.zero_grad(set_to_none=True); loss.backward(); opt.step(); sched.step()
-            if ema_ is not None: ema_.update(model)
-            hist['step_loss'].append(loss.item())
-            tl += loss.item() * len(idx); tc += (logits.argmax(-1) == yb).sum().item(); n += len(idx)
-        t_train += time.perf_counter() - t0; c_train += time.process_time() - c0
-        if ema_ is not None:
-            live = {k: v.clone() for k, v in model.state_dict().items()}
-            model.load_state_dict(ema_.state)
-        m = evaluate(model)
-        key = (m['auc'], m['acc'])
-        if key > best: best, best_state, best_ep = key, {k: v.detach().clone() for k, v in model.state_dict().items()}, ep
-        if ema_ is not None: model.load_state_dict(live)
-        for k, v in (('epoch', ep), ('train_loss', tl / n), ('train_acc', tc / n), ('val_acc', m['acc']),
-                     ('val_auc', m['auc']), ('seconds', t_train)): hist[k].append(v)
-        if log: log(f"epoch {ep:3d}  loss {tl / n:.4f}  train acc {tc / n:.3f}  val acc {m['acc']:.3f}  val auc {m['auc']:.3f}  ({t_train:.0f}s)")
-        if max_seconds is not None and t_train > max_seconds: break
-    model.load_state_dict(best_state)
-    hist.update(best_epoch=best_ep, best_val_auc=best[0], best_val_acc=best[1], train_seconds=t_train, train_cpu_seconds=c_train)
+    if not hasattr(evaluate, '__code__') or evaluate.__code__.co_argcount == 1:        # fn(model): wrap it
+        f = evaluate; evaluate = lambda trainer, data: f(trainer.model)
+    seed_everything(seed)
+    cfg = TrainConfig(epochs=epochs, batch_size=bs, optimizer='adamw', lr=lr, weight_decay=wd, schedule='const', seed=seed,
+                      select_metric='auc', select_mode='max', time_budget_s=max_seconds, progress=False, verbose=False)
+    steps = StepLosses()
+    cbs = [OneCycle(lr, warmup), steps] + ([EMA(ema)] if ema else [])
+    vdata = ClassData(*val) if val is not None else ClassData(x[:1], y[:1])
+    with tempfile.TemporaryDirectory() as tmp:
+        run_dir = Path(out) if out is not None else Path(tmp)
+        t0, c0 = time.perf_counter(), time.process_time()
+        tr = Trainer(model, ClassData(x, y, augment), vdata, cfg, loss_fn=nn.CrossEntropyLoss(
+                     weight=None if class_weight is None else class_weight.to(get_device(device)), label_smoothing=smoothing),
+                     step=cls_step, evaluate=evaluate, callbacks=cbs, out=run_dir, device=device)
+        res = tr.fit(overwrite=True)
+        t_train, c_train = time.perf_counter() - t0, time.process_time() - c0
+        best = load_checkpoint(run_dir/'best.pt')
+        model.load_state_dict(best['model'])
+    h = res['history']
+    if log:
+        for r in h: log(f"epoch {int(r['epoch']) - 1:3d}  loss {r['train_loss']:.4f}  train acc {r['train_acc']:.3f}  "
+                        f"val acc {r['val_acc']:.3f}  val auc {r['val_auc']:.3f}")
+    hist = {'step_loss': steps.losses, 'epoch': [int(r['epoch']) - 1 for r in h], 'train_loss': [r['train_loss'] for r in h],
+            'train_acc': [r['train_acc'] for r in h], 'val_acc': [r['val_acc'] for r in h], 'val_auc': [r['val_auc'] for r in h],
+            'seconds': list(np.cumsum([r['epoch_s'] for r in h]))}
+    hist.update(best_epoch=best['epoch'] - 1, best_val_auc=best['metrics']['auc'], best_val_acc=best['metrics']['acc'],
+                train_seconds=t_train, train_cpu_seconds=c_train)
     return hist
 
 # %% ../../nbs/60_demos.breastmnist.ipynb #fa4f851b
@@ -249,7 +302,7 @@ def plot_misclassified(imgs:np.ndarray, y:np.ndarray, probs:np.ndarray, names:li
 BREAST_NAMES = ['malignant', 'normal/benign']
 
 def run_demo(data_root:str|os.PathLike|None=None, # folder with breastmnist.npz (or medmnist/breastmnist.npz); None: $MEDSEG_TUTOR_DATA or ~/.medmnist
-             out:str|os.PathLike|None='runs/demo-breastmnist', # where metrics.json, model.pt and the figures go (None: save nothing)
+             out:str|os.PathLike|None='runs/demo-breastmnist', # where metrics.json, the figures and the engine's run/ go (None: save nothing)
              fast:bool=False, # CI mode: 3 epochs, no claim on the final figures
              device:str='auto', # 'auto', 'cpu', 'cuda', ...
              seed:int=0, epochs:int|None=None, log=print,
@@ -262,9 +315,9 @@ def run_demo(data_root:str|os.PathLike|None=None, # folder with breastmnist.npz 
     epochs = epochs or (3 if fast else 40)
     seed_everything(seed)
     model = MobileUtrClassifier().to(dev)
-    ev = lambda m: medmnist_scores('breastmnist', 'val', predict_proba(m, t['val'][0], device=dev, tta=True), data['root'])
-    hist = fit_classifier(model, t['train'], ev, epochs=epochs, bs=32, lr=3e-3, wd=0.05, ema=0.98,
-                          augment=augment2d, seed=seed, device=dev, log=log)
+    hist = fit_classifier(model, t['train'], medmnist_evaluate('breastmnist', 'val', data['root']), val=t['val'], epochs=epochs,
+                          bs=32, lr=3e-3, wd=0.05, ema=0.98, augment=augment2d, seed=seed, device=dev, log=log,
+                          out=None if out is None else Path(out)/'run')
     probs = predict_proba(model, t['test'][0], device=dev, tta=True)
     test = medmnist_scores('breastmnist', 'test', probs, data['root'])
     y = t['test'][1].numpy(); pred = probs.argmax(1)
@@ -282,7 +335,6 @@ def run_demo(data_root:str|os.PathLike|None=None, # folder with breastmnist.npz 
                 'confusion.png': plot_confusion(y, pred, BREAST_NAMES, 'BreastMNIST test')[0],
                 'misclassified.png': plot_misclassified(data['test'][0], y, probs, BREAST_NAMES)}
         for k, f in figs.items(): f.savefig(out / k, dpi=110); plt.close(f)
-        torch.save(model.state_dict(), out / 'model.pt')
         res['figures'] = [str(out / k) for k in figs]; res['out'] = str(out)
     res['wall_seconds'] = time.perf_counter() - t_start
     if out is not None:
