@@ -400,7 +400,7 @@ def process_notebooks(nbs: Path, proc: Path) -> dict:
 # ---------------------------------------------------------------------------------------------------- API page
 def api_markdown(links: Links, cfg) -> tuple[str, list[str]]:
     "One section per exported module: nbdev's show_doc for each exported function, class and public method."
-    import importlib
+    import importlib, inspect
     from nbdev.showdoc import show_doc
     lib = cfg.lib_name
     modidx = importlib.import_module(f'{lib}._modidx').d['syms']
@@ -431,6 +431,8 @@ def api_markdown(links: Links, cfg) -> tuple[str, list[str]]:
                 problems.append(f'{full}: {type(e).__name__}: {e}'); continue
             if '.' in qual: doc = doc.split('#')[0] + '#' + qual.split('.')[0].lower()  # notebooks document the class
             md = clean_showdoc(md)
+            if inspect.isclass(obj):  # show_doc prints a class's constructor signature as `def Name(`
+                md = md.replace(f'```python\ndef {qual.split(".")[-1]}(', f'```python\nclass {qual.split(".")[-1]}(', 1)
             md = re.sub(r'(\[source\]\([^)]*\)(\{[^}]*\})?)', lambda m: f'[in the notebook](/{doc}){{ .nb-srclink }} {m.group(1)}', md, count=1)
             # one anchor per symbol on this page: a name exported by two modules (`dihedral`, `ResBlock.forward`)
             # gets its module in the anchor the second time
