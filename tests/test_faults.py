@@ -333,3 +333,26 @@ def test_eval_other_fold_warns_about_training_images(tmp_path):
     assert (f"warning: {expected} of the {len(val2)} evaluated images" in err) == (expected > 0)
     rc, out, err = cli_inproc('eval', '--ckpt', p, '--data-root', root, '--split', 'val', '--json', '--no-hd95')   # its own fold
     assert rc == 0 and json.loads(out)['train_overlap'] == 0 and err == ''
+
+def test_multiclass_label_masks(tmp_path):
+    "A 3-class model on label masks (values 0/128/255 mapped to classes 0/1/2): per-class Dice against hand counts; class-index masks."
+    d = tmp_path/'mc'; (d/'images').mkdir(parents=True); (d/'masks').mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        Image.fromarray(rng.integers(0, 255, (24, 30, 3), dtype=np.uint8)).save(d/'images'/f'c{i}.png')
+        m = np.zeros((24, 30), np.uint8); m[2:10, 3:12] = 128; m[14:20, 15:27 - i] = 255
+        Image.fromarray(m).save(d/'masks'/f'c{i}.png')
+    torch.manual_seed(0)
+    model = create_model('tiny_unet', in_channels=3, num_classes=3, width=4)
+    with torch.no_grad(): model.head.weight.zero_(); model.head.bias.copy_(torch.tensor([0., 20., 0.]))   # class 1 everywhere
+    meta = dict(model=model.medseg_spec, task='2d-seg', in_channels=3, num_classes=3,
+                preprocess=dict(in_channels=3, size={'rule': 'fixed', 'hw': [16, 16], 'pad_multiple': 1}, normalize='imagenet',
+                                mask=dict(threshold=None, invert=False, label_map={'0': 0, '128': 1, '255': 2})),
+                data=dict(train_names=[]))
+    p = save_checkpoint(dict(model=model.state_dict(), meta=meta, epoch=1, metrics={}, config={}), tmp_path/'mc.pt')
+    r = evaluate_checkpoint(p, images=d/'images', masks=d/'masks', device='cpu', hd95=False)
+    g1, hw = 8 * 9, 24 * 30
+    assert r['dice_class1'] == pytest.approx(2 * g1 / (g1 + hw), abs=1e-6) and r['dice_class2'] == 0
+    rows = predict_files(p, d/'images', tmp_path/'pred', device='cpu')
+    lab = np.asarray(Image.open(rows[0]['mask']))
+    assert lab.shape == (24, 30) and set(np.unique(lab)) == {1}
