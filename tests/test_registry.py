@@ -63,15 +63,16 @@ def test_builder_must_return_a_module():
     with pytest.raises(MedsegError, match='not a torch.nn.Module'): create_model('test_registry_not_a_module')
 
 def test_decorator_replaces_a_table_entry():
+    "A builder named in the registry's own table is replaced, silently, by a decorated builder of the same name."
     from medseg_tutor import registry as R
     list_models()
-    if 'mobileutr_classifier' in R._FALLBACK:
-        saved = R._BUILDERS['mobileutr_classifier']
-        try:
-            @register_model('mobileutr_classifier')
-            def mobileutr_classifier(): return torch.nn.Identity()
-            assert 'mobileutr_classifier' not in R._FALLBACK
-        finally: R._BUILDERS['mobileutr_classifier'] = saved; R._FALLBACK.add('mobileutr_classifier')
+    R._BUILDERS['test_table_entry'] = lambda: torch.nn.Identity(); R._FALLBACK.add('test_table_entry')
+    try:
+        @register_model('test_table_entry')
+        def test_table_entry(width:int=2): return torch.nn.Conv2d(1, width, 1)
+        assert 'test_table_entry' not in R._FALLBACK and R._BUILDERS['test_table_entry'] is test_table_entry
+        assert isinstance(create_model('test_table_entry'), torch.nn.Conv2d)
+    finally: R._BUILDERS.pop('test_table_entry', None); R._FALLBACK.discard('test_table_entry')
 
 # -- input checks (issue 15: uint8 / fp64 input to a model gave a deep traceback) ----------------------------
 @pytest.fixture(scope='module')
