@@ -19,9 +19,11 @@ def run(argv):
     (['train', '--recipe', 'mobileutr-busi', '--data-root', '/no/such/folder'], 'does not exist'),
     (['train', '--recipe', 'no-such-recipe'], 'unknown recipe'),
     (['train'], 'no recipe given'),
-    (['train', '--recipe', 'mobileutr-busi', '--epochs', '0'], '--epochs must be >= 1'),
+    (['train', '--recipe', 'mobileutr-busi', '--epochs', '0'], 'positive'),
     (['train', '--recipe', 'mobileutr-busi', '--epochs', 'x'], 'invalid int'),
-    (['train', '--recipe', 'srsnet-busi-phase2-tiny', '--init', '/no/p1.pt', '--data-root', '/'], ''),
+    (['train', '--recipe', 'srsnet-busi-phase2', '--init', '/no/p1.pt', '--data-root', '/'], 'not a file'),
+    (['train', '--recipe', 'mobileutr-busi', '--resume', '--overwrite'], 'one of them'),
+    (['train', '--recipe', 'mobileutr-busi', '--variant', 'tiny'], '3D recipes'),
     (['eval', '--ckpt', '/no/such.pt'], 'not found'),
     (['predict', '--ckpt', '/no/such.pt', '--input', '/no/img.png'], 'not found'),
     (['demo', '--dataset', 'mnist'], 'invalid choice'),
@@ -43,9 +45,11 @@ def test_demo_fast_gives_dice_and_figure_then_eval_and_predict(tmp_path):
     assert rc == 0, err
     dice = float(out.split('Dice ')[1].split()[0])
     assert 0 <= dice <= 1 and (tmp_path/'demo'/'demo.png').stat().st_size > 10_000
-    rc, out, err = run(['eval', '--ckpt', str(tmp_path/'demo'/'best.pt'), '--device', 'cpu', '--json'])
+    v = tmp_path/'demo'/'val'
+    rc, out, err = run(['eval', '--ckpt', str(tmp_path/'demo'/'best.pt'), '--images', str(v/'images'), '--masks', str(v/'masks'),
+                        '--device', 'cpu', '--json'])
     assert rc == 0, err
-    assert abs(json.loads(out)['dice'] - dice) < 1e-3
+    assert abs(json.loads(out)['dice'] - dice) < 0.02
     Image.fromarray((np.random.rand(40, 52, 3) * 255).astype(np.uint8)).save(tmp_path/'a.jpg')
     rc, out, err = run(['predict', '--ckpt', str(tmp_path/'demo'/'best.pt'), '--input', str(tmp_path/'a.jpg'),
                         '--out', str(tmp_path/'pred'), '--device', 'cpu'])
@@ -53,27 +57,19 @@ def test_demo_fast_gives_dice_and_figure_then_eval_and_predict(tmp_path):
     m = np.asarray(Image.open(tmp_path/'pred'/'a_mask.png'))
     assert m.shape == (40, 52) and set(np.unique(m)) <= {0, 255} and (tmp_path/'pred'/'a_overlay.png').exists()
 
-def test_demo_missing_optional_module_is_one_line():
-    import importlib.util
-    try: present = importlib.util.find_spec('medseg_tutor.demos.breastmnist') is not None
-    except ModuleNotFoundError: present = False
-    if present: pytest.skip('the breastmnist demo exists')
-    rc, out, err = run(['demo', '--dataset', 'breastmnist'])
-    assert rc == 2 and err.count('\n') == 1 and 'medseg_tutor.demos' in err
-
 def test_train_list_and_train_resume_on_synthetic(tmp_path):
     rc, out, _ = run(['train', '--list'])
     assert rc == 0 and 'mobileutr-busi' in out and 'srsnet-sirst-phase2' in out and 'mambamim-pretrain' in out
-    base = ['train', '--recipe', 'demo-synthetic', '--out', str(tmp_path/'r'), '--device', 'cpu', '--no-progress', '--batch-size', '32']
+    base = ['train', '--recipe', 'demo-mobileutr', '--out', str(tmp_path/'r'), '--device', 'cpu', '--no-progress', '--batch-size', '64']
     rc, out, err = run(base + ['--epochs', '1'])
-    assert rc == 0 and 'best val iou' in out, err
+    assert rc == 0 and 'best val dice' in out, err
     rc, out, err = run(base + ['--epochs', '2', '--resume'])
     assert rc == 0 and 'of 2' in out, err
     assert len((tmp_path/'r'/'log.csv').read_text().splitlines()) == 3
 
-def test_mobileutr_busi_tiny_on_real_data(tmp_path, data_dir):
-    rc, out, err = run(['train', '--recipe', 'mobileutr-busi-tiny', '--data-root', str(data_dir), '--epochs', '1',
+def test_mobileutr_busi_on_real_data_two_steps(tmp_path, data_dir):
+    rc, out, err = run(['train', '--recipe', 'mobileutr-busi', '--data-root', str(data_dir), '--size', '64', '--max-steps', '2',
                         '--out', str(tmp_path/'m'), '--device', 'cpu', '--no-progress'])
     assert rc == 0, err
-    ck = torch.load(tmp_path/'m'/'best.pt', weights_only=False)
-    assert ck['meta']['recipe'] == 'mobileutr-busi-tiny' and ck['meta']['n_train'] == 48 and 0 <= ck['metrics']['iou'] <= 1
+    ck = torch.load(tmp_path/'m'/'best.pt', weights_only=True)
+    assert ck['meta']['recipe'] == 'mobileutr-busi' and len(ck['meta']['data']['train_names']) == 452 and 0 <= ck['metrics']['iou'] <= 1

@@ -315,4 +315,15 @@ def _demo(out, data_root, dataset, fast, device, epochs, progress, verbose):
                    epochs=res['epochs'], train_s=time.perf_counter() - t0, n_train=res['n_train'], n_val=res['n_val'],
                    dataset=r.dataset, history=res['history'], checkpoint=str(out/'best.pt'))
     summary['figure'] = str(_demo_figure(model, val, summary, out, f"demo: MobileUtr (this package's method) on {src}"))
+    if r.dataset == 'synthetic': summary['val_folder'] = str(_write_val(val, out/'val'))
     return summary
+
+def _write_val(val:TensorSegData, folder:Path) -> Path:
+    "The demo's validation images and masks as PNG pairs, so `medseg-tutor eval --images ... --masks ...` can score them."
+    from PIL import Image
+    (folder/'images').mkdir(parents=True, exist_ok=True); (folder/'masks').mkdir(parents=True, exist_ok=True)
+    for i, n in enumerate(val.names):
+        im = val.images[i].permute(1, 2, 0).cpu().numpy()
+        Image.fromarray(im[..., 0] if im.shape[-1] == 1 else im).save(folder/'images'/f'{n}.png')
+        Image.fromarray((val.masks[i, 0].cpu().numpy() > 0).astype(np.uint8) * 255).save(folder/'masks'/f'{n}.png')
+    return folder
