@@ -14,7 +14,7 @@ METRICS = ('iou', 'dice', 'f1', 'sensitivity', 'precision', 'hd95')
 
 # %% auto #0
 __all__ = ['METRICS', 'image_metrics_ref', 'binarize', 'confusion', 'overlap_metrics', 'surface', 'hd95_ref', 'hd95', 'aggregate',
-           'SegMetrics', 'official_iou_score']
+           'SegMetrics', 'MultiClassSegMetrics', 'make_seg_metrics', 'official_iou_score']
 
 # %% ../nbs/43_metrics.ipynb #d4536e7a
 def _r(num, den, empty=1.0): return empty if den == 0 else num / den
@@ -173,6 +173,49 @@ class SegMetrics:
             out['iou_pooled'] = _r(tp, tp + fp + fn); out['dice_pooled'] = _r(2 * tp, 2 * tp + fp + fn)
             out['precision_pooled'] = _r(tp, tp + fp, math.nan); out['sensitivity_pooled'] = _r(tp, tp + fn, math.nan)
         return out
+
+# %% ../nbs/43_metrics.ipynb #b0e398cf
+class MultiClassSegMetrics:
+    "Per-class (one-vs-rest on the arg-max) accumulators for K >= 2 classes; `compute()` → per-class and class-mean metrics."
+    def __init__(self, num_classes:int, # K, background included
+                 hd95:bool=False, spacing:Sequence[float]|None=None, empty_hd95:str='diag'):
+        if num_classes < 2: raise ShapeError(f"MultiClassSegMetrics needs num_classes >= 2, got {num_classes}")
+        self.K = num_classes
+        self.per_class = {k: SegMetrics(from_logits=False, hd95=hd95, spacing=spacing, empty_hd95=empty_hd95) for k in range(1, num_classes)}
+    def reset(self):
+        for m in self.per_class.values(): m.reset()
+    def __len__(self): return len(self.per_class[1])
+    @torch.no_grad()
+    def update(self, pred:torch.Tensor, # (B, K, ...) logits or probabilities, or (B, ...) / (B, 1, ...) integer labels
+               target:torch.Tensor, # (B, ...) or (B, 1, ...) labels in 0..K-1
+               roi:torch.Tensor|None=None, # (B, 1, ...) or (B, ...) {0, 1}
+               names:Sequence[str]|None=None):
+        "Add a batch."
+        if pred.is_floating_point() and pred.dim() >= 3 and pred.shape[1] == self.K: lab = pred.argmax(1)
+        else: lab = pred.long().reshape(pred.shape[0], -1)
+        t = target.long().reshape(target.shape[0], -1).to(lab.device); lab = lab.reshape(lab.shape[0], -1)
+        if lab.shape != t.shape: raise ShapeError(f"MultiClassSegMetrics.update: prediction {tuple(pred.shape)} and target {tuple(target.shape)} do not match")
+        spatial = target.shape[2:] if (target.dim() >= 3 and target.shape[1] == 1) else target.shape[1:]
+        shape = (target.shape[0], 1, *spatial)
+        r = None if roi is None else roi.reshape(shape)
+        for k, m in self.per_class.items():
+            m.update((lab == k).reshape(shape), (t == k).reshape(shape).float(), r, names)
+    def compute(self) -> dict:
+        "Per-class metrics (`<metric>_<k>`), their class means (`<metric>`), and `n`."
+        out, per = {}, {k: m.compute() for k, m in self.per_class.items()}
+        for name in ('iou', 'dice', 'sensitivity', 'precision', 'hd95'):
+            if name not in per[1]: continue
+            vals = [per[k][name] for k in per]
+            for k in per: out[f'{name}_{k}'] = per[k][name]
+            out[name] = aggregate(vals)[0]
+        out['n'] = len(self)
+        return out
+
+def make_seg_metrics(num_classes:int=1, **kw):
+    "A binary `SegMetrics` (num_classes 1) or a `MultiClassSegMetrics` (num_classes >= 2)."
+    if num_classes <= 1: return SegMetrics(**kw)
+    kw = {k: v for k, v in kw.items() if k in ('hd95', 'spacing', 'empty_hd95')}
+    return MultiClassSegMetrics(num_classes, **kw)
 
 # %% ../nbs/43_metrics.ipynb #32b6cf4d
 def official_iou_score(logits:torch.Tensor, target:torch.Tensor) -> dict:

@@ -183,3 +183,14 @@ def test_metrics_with_roi_hand_values():
     roi = np.ones((16, 16), bool); roi[0] = False
     sm = SegMetrics(from_logits=False); sm.update(torch.from_numpy(p)[None, None].float(), torch.from_numpy(g)[None, None].float(), torch.from_numpy(roi)[None, None].float())
     assert sm.compute()['hd95'] == 0
+
+def test_multiclass_metrics_per_class_hand_values():
+    from medseg_tutor.metrics import MultiClassSegMetrics, make_seg_metrics
+    y = torch.zeros(2, 1, 4, 4, dtype=torch.long); y[0, 0, :2, :2] = 1; y[0, 0, 2:, 2:] = 2; y[1, 0, :2, :2] = 1
+    pred = y.clone(); pred[0, 0, 3, 2:] = 0                   # class 2 on image 0: TP 2, FN 2 -> Dice 2/3, SE 1/2
+    m = MultiClassSegMetrics(3); m.update(F.one_hot(pred[:, 0], 3).movedim(-1, 1).float(), y); r = m.compute()
+    assert r['dice_1'] == 1 and r['dice_2'] == pytest.approx((2 / 3 + 1) / 2) and r['dice'] == pytest.approx((1 + 5 / 6) / 2)
+    assert r['sensitivity_2'] == pytest.approx(0.5) and r['precision_2'] == 1 and r['n'] == 2
+    roi = torch.ones(2, 1, 4, 4); roi[0, 0, 3] = 0
+    m = make_seg_metrics(3, hd95=False); m.update(pred, y, roi); assert m.compute()['dice_2'] == 1
+    with pytest.raises(ShapeError): MultiClassSegMetrics(1)
