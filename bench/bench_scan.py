@@ -2,6 +2,7 @@
 side by side in one process; on a GPU also the whole Mamba block against `mamba_ssm.Mamba` with the same weights.
 
     python bench/bench_scan.py                       # CPU: inference (2, 256, 2048, 16), training (1, 64, 2048, 16)
+    python bench/bench_scan.py --shapes "2,32,216,16:fwd;1,8,4096,16"   # ':fwd' = forward only
     python bench/bench_scan.py --device cuda         # GPU: every shape of issue 17, fp32 and bf16, + the Mamba block
 
 Bytes/s is the *minimum* traffic of a fused kernel (read u, delta, z, B, C and write out; backward also reads
@@ -146,8 +147,8 @@ def main(argv=None):
     if not cuda: torch.set_num_threads(1)
     dtypes = [getattr(torch, d) for d in (a.dtypes or ('float32,bfloat16' if cuda else 'float32')).split(',')]
     shapes = a.shapes or ('16,768,216,16;8,1536,4096,16;32,2048,1024,16;8,1536,4096,16,4' if cuda
-                          else '2,256,2048,16;1,64,2048,16')
-    shapes = [tuple(int(x) for x in s.split(',')) for s in shapes.split(';')]
+                          else '2,256,2048,16:fwd;1,64,2048,16')     # ':fwd' = inference only (no backward)
+    shapes = [(tuple(int(x) for x in s.split(':')[0].split(',')), s.endswith(':fwd')) for s in shapes.split(';')]
     if cuda: impls = ['cuda'] * cuda_kernel_available() + ['triton', 'triton_scan'] * triton_available() + ['chunked']
     else: impls = ['auto', 'blocked', 'chunked', 'parallel', 'ref']
     if a.impls: impls = a.impls.split(',')
@@ -158,7 +159,7 @@ def main(argv=None):
     print(f"# bench_scan  {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}  device={gpu or info['device']}  "
           f"torch={info['torch']}  threads={torch.get_num_threads()}  reps={reps}")
     for dtype in dtypes:
-        for shp in shapes:
+        for shp, fwd_only in shapes:
             batch, dim, L, N = shp[:4]; G = shp[4] if len(shp) > 4 else 0
             t = inputs(batch, dim, L, N, a.device, dtype, G)
             esize = torch.finfo(dtype).bits // 8
@@ -168,7 +169,7 @@ def main(argv=None):
                 if impl == 'triton_scan' and (dtype != torch.float32 or G): continue   # the first kernel: fp32 rows suffice
                 try:
                     rows[impl] = run_one(impl, t, a.device, reps if impl != 'ref' else min(reps, 3),
-                                         fwd_only=(impl == 'blocked'))
+                                         fwd_only=fwd_only or impl == 'blocked')
                 except Exception as e:   # a benchmark reports and goes on
                     print(f"{impl}: {type(e).__name__}: {str(e)[:200]}")
             base = 'cuda' if 'cuda' in rows else 'ref' if 'ref' in rows else next(iter(rows))
