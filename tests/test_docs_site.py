@@ -103,7 +103,8 @@ def load(d, url):
     d.get(url)
     d.execute_async_script('''const done = arguments[arguments.length - 1];
         document.querySelectorAll('img[loading=lazy]').forEach(i => i.loading = 'eager');
-        const imgs = [...document.images].map(i => i.complete ? null : new Promise(r => { i.onload = i.onerror = r; }));
+        // decode() settles once the image is loaded and decoded (or failed): no race with lazy loading on a busy machine
+        const imgs = [...document.images].map(i => i.decode().catch(() => null));
         const mj = (window.MathJax && MathJax.startup && MathJax.startup.promise) || Promise.resolve();
         Promise.all([mj, ...imgs.filter(Boolean)]).then(() => setTimeout(done, 100), () => done());''')
     return d.get_log('browser')
