@@ -443,6 +443,24 @@ def api_markdown(links: Links, cfg) -> tuple[str, list[str]]:
     return links('\n\n'.join(parts)) + '\n', problems
 
 
+def fix_method_links(work: Path):
+    """nbdev links a method (`Trainer.fit`) to `page#trainer.fit`, but a notebook page documents only the class
+    unless it calls `show_doc(Trainer.fit)`: point such links at the class's anchor, which exists."""
+    mds = {p.relative_to(work).as_posix(): p for p in work.rglob('*.md')}
+    anchors = {k: set(re.findall(r'\{ #([^\s}]+) \}', p.read_text(encoding='utf-8'))) for k, p in mds.items()}
+    for k, p in mds.items():
+        md, base = p.read_text(encoding='utf-8'), posixpath.dirname(k)
+        def fix(m):
+            target = posixpath.normpath(posixpath.join(base, m.group(1))) if m.group(1) else k
+            have = anchors.get(target)
+            frag = m.group(2)
+            if have is None or frag in have or '.' not in frag: return m.group(0)
+            cls = frag.rsplit('.', 1)[0]
+            return f'({m.group(1)}#{cls})' if cls in have else m.group(0)
+        new = re.sub(r'\(([\w./-]*\.md)?#([\w.\-]+)\)', fix, md)
+        if new != md: p.write_text(new, encoding='utf-8')
+
+
 # ---------------------------------------------------------------------------------------------------- build
 def _copy_mathjax(dst: Path):
     import importlib.util
@@ -510,6 +528,7 @@ def main(argv=None):
     log('3/4 API reference from _modidx.py with show_doc')
     api, problems = api_markdown(Links('api.md', repo), cfg)
     (work/'api.md').write_text(api, encoding='utf-8')
+    fix_method_links(work)
     nav.append({'API reference': 'api.md'})
     for pr in problems: log(f'  API WARNING {pr}')
     t2 = time.time()
