@@ -10,7 +10,7 @@ from typing import Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
-from ..core import DataError, MedsegError
+from ..core import DataError, MedsegError, atomic_save
 
 # %% auto #0
 __all__ = ['MODALITIES', 'load_nifti_ras', 'resample', 'hu_window', 'normalize_foreground', 'foreground_box', 'crop_foreground',
@@ -244,7 +244,6 @@ def load_volumes(source:str|os.PathLike|Sequence[dict], # as `read_datalist`, or
 
 def save_volumes(vols:dict, path:str|os.PathLike) -> Path:
     "Write `load_volumes`' result to one .pt file (atomic)."
-    from medseg_tutor.core import atomic_save
     return atomic_save(vols, path)
 
 def load_volume_cache(path:str|os.PathLike) -> dict:

@@ -15,6 +15,9 @@ from ..nets.hymamba import HyMambaEncoder
 from ..blocks.masked import MaskedLayerNorm3d
 from ..nets.hymamba import hymamba_variant
 from ..registry import register_model
+from ..core import get_device
+from ..train.checkpoint import model_from_checkpoint
+from .data import read_datalist, load_volumes, VolumeData, _nib
 
 # %% auto #0
 __all__ = ['ResBlockIN', 'UpBlock', 'LNResBlock', 'HyMambaUNETR', 'hymamba_unetr', 'load_encoder', 'dice_ce_loss',
@@ -256,10 +259,8 @@ def volume_evaluate(trainer, data) -> dict:
 
 # %% ../../nbs/34_mim.finetune.ipynb #a8b92c20
 def _model_meta(ckpt, device):
-    from medseg_tutor.core import get_device
     if isinstance(ckpt, nn.Module):
         return ckpt, None, next(ckpt.parameters()).device
-    from medseg_tutor.train.checkpoint import model_from_checkpoint
     dev = get_device(device)
     model, meta = model_from_checkpoint(ckpt, dev)
     return model, meta, dev
@@ -288,7 +289,6 @@ def evaluate_volumes(ckpt, # checkpoint path / dict, or a model (then pass meta)
                      data_root=None, split:str|None=None, csv_path=None, hd95:bool=True, verbose:bool=True, **_) -> dict:
     "Per-class Dice (and HD95) of a 3D fine-tuning checkpoint on labelled NIfTI volumes; prints one line per class."
     import warnings
-    from medseg_tutor.mim.data import read_datalist, load_volumes, VolumeData
     pos = _positional(args, ('data', 'device'))
     meta, data, device = pos.get('meta', meta), pos.get('data', data), pos.get('device', device)
     model, m2, dev = _model_meta(ckpt, device)
@@ -337,7 +337,6 @@ def predict_volumes(ckpt, # checkpoint path / dict, or a model (then pass meta)
                     device='auto', meta:dict|None=None, inputs=None, out=None, **_) -> list[dict]:
     "Segment NIfTI volumes (files, folders, a dataset.json) with a 3D checkpoint; `<name>_label.nii.gz` in each input's grid and affine."
     import numpy as np
-    from medseg_tutor.mim.data import read_datalist, load_volumes, _nib
     pos = _positional(args, ('inputs', 'out', 'device'))
     meta, inputs, out, device = pos.get('meta', meta), pos.get('inputs', inputs), pos.get('out', out), pos.get('device', device)
     model, m2, dev = _model_meta(ckpt, device)

@@ -19,8 +19,7 @@ from ..registry import register_model
 
 # %% auto #0
 __all__ = ['UNetBlock', 'FusionBlock', 'LightDecoder', 'patchify', 'unpatchify', 'masked_patch_loss', 'paste_reconstruction',
-           'MambaMIM', 'mambamim', 'wd_cosine', 'WeightDecayCosine', 'mim_pretrain_step', 'make_optimizer',
-           'pretrain_step']
+           'MambaMIM', 'mambamim', 'wd_cosine', 'WeightDecayCosine', 'mim_pretrain_step', 'make_optimizer']
 
 # %% ../../nbs/33_mim.pretrain.ipynb #0b93de18
 def _conv_bn_relu(i, o):
@@ -166,15 +165,3 @@ def mim_pretrain_step(trainer, batch:tuple) -> tuple[torch.Tensor, dict]:
 def make_optimizer(model:nn.Module, base_lr:float=1e-4, wd:float=0.04) -> torch.optim.AdamW:
     "AdamW over every trainable parameter, no groups (as released)."
     return torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=base_lr, weight_decay=wd, betas=(0.9, 0.999))
-
-def pretrain_step(model:MambaMIM, opt:torch.optim.Optimizer, x:torch.Tensor, it:int, total:int, warmup:int,
-                  base_lr:float=1e-4, wd:float=0.04, wd_end:float=0.2, clip:float=5.0, visible=None) -> dict:
-    "A hand-written step outside the `Trainer` (kept for `demos.adrenal3d` until it runs through the `Trainer`): the same lr and wd schedules."
-    from medseg_tutor.train.engine import lr_factor
-    lr, w = base_lr * lr_factor(it, total, 'cosine', warmup=warmup, warmup_start=0.005, final_ratio=0.001), wd_cosine(it, total, wd, wd_end)
-    for g in opt.param_groups: g['lr'], g['weight_decay'] = lr, w
-    loss, out = model(x, visible)
-    opt.zero_grad(set_to_none=True); loss.backward()
-    gn = torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
-    opt.step()
-    return dict(loss=float(loss.detach()), lr=lr, wd=w, grad_norm=float(gn))

@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 from ..core import DataError, MedsegError
 from ..registry import create_model
+from ..train.checkpoint import load_checkpoint, save_checkpoint
 from ..train.engine import Trainer, TrainConfig
 from .data import read_datalist, load_volumes, load_volume_cache, VolumeData, split_names
 from .pretrain import mim_pretrain_step, WeightDecayCosine
@@ -109,7 +110,6 @@ def mambamim_pretrain_runner(recipe=None, *, data_root, out, size=None, batch_si
     res = tr.fit(resume=resume, overwrite=ctl['overwrite'])
     best = Path(out) / 'best.pt'
     if best.is_file():
-        from medseg_tutor.train.checkpoint import load_checkpoint, save_checkpoint
         ck = load_checkpoint(best)
         enc = {k[len('encoder.'):]: v for k, v in ck['model'].items() if k.startswith('encoder.')}
         res['encoder'] = str(save_checkpoint(dict(model=enc, meta=dict(meta, task='mim-encoder'), epoch=ck.get('epoch', 0)),

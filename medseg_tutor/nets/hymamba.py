@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from ..core import ShapeError, check_shape
 from ..blocks.masked import MaskedLayerNorm3d, masked, mask_like, token_drop, token_restore
 from ..registry import register_model
+from ..ssm.mamba import Mamba
 
 # %% auto #0
 __all__ = ['STRIDE', 'HYMAMBA_VARIANTS', 'sincos_pos_embed_3d', 'MedNeXtBlock', 'ResBlock', 'MlpChannel', 'MambaLayer',
@@ -71,7 +72,7 @@ class MlpChannel(nn.Module):
     def forward(self, x): return self.fc2(self.act(self.fc1(x)))
 
 def _default_mixer(dim:int, d_state:int=16, d_conv:int=4, expand:int=2, impl:str='auto') -> nn.Module:
-    from medseg_tutor.ssm.mamba import Mamba          # the package's own Mamba (same parameters as mamba_ssm.Mamba)
+    # the package's own Mamba (same parameters as mamba_ssm.Mamba)
     return Mamba(d_model=dim, d_state=d_state, d_conv=d_conv, expand=expand, impl=impl)
 
 class MambaLayer(nn.Module):
