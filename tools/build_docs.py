@@ -5,10 +5,12 @@
 
 Steps (see docs/README.md for why this pipeline and not Jupyter Book):
 1. nbdev's own notebook processors (`nbdev.serve.proc_nbs`, the step `nbdev-docs` runs before Quarto) write
-   processed notebooks to `_proc/`: `#| hide` cells dropped, `#| export` sources removed, `show_doc` cells added
-   and executed for every exported function/class, `# Title` + `> subtitle` turned into front matter.
+   processed notebooks to `build/docs_proc/`: `#| hide` cells dropped, `#| export` sources removed (signature and
+   docstring stay, through `show_doc`), `#| exports` sources kept under their `show_doc`, `# Title` + `> subtitle`
+   turned into front matter (the rest of that first cell is kept: see `split_title_cell`).
 2. Each processed notebook becomes one Markdown page (saved outputs kept: text, tables, plots, show_doc output),
-   in nbdev's sidebar order (index first, then by file name).
+   in nbdev's sidebar order (index first, then by file name), with links to its notebook and module(s) in the
+   repository (`--repo-url`) and to the notation page under its title.
 3. An API reference page is generated from `medseg_tutor/_modidx.py` with nbdev's `show_doc` (signature,
    parameter comments, docstring) for every exported function, class and public method.
 4. mkdocs + Material build the static site with offline search; MathJax 3 and its fonts are copied from the
