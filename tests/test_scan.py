@@ -145,7 +145,10 @@ def test_long_sequence_no_underflow_blowup():
 def test_auto_records_choice():
     t = make()
     with torch.no_grad(): selective_scan(*args_of(t), impl='auto')
-    assert selective_scan.last_impl == 'blocked'                          # CPU inference
+    assert selective_scan.last_impl == 'chunked'                          # CPU inference, tiny steps (2 x 4 x 3 states)
+    big = make(batch=2, dim=64, L=5, N=16)
+    with torch.no_grad(): selective_scan(*args_of(big), impl='auto')
+    assert selective_scan.last_impl == 'blocked'                          # CPU inference, 2048 states per step
     a = args_of(t); a[0] = a[0].clone().requires_grad_()
     selective_scan(*a, impl='auto')
     assert selective_scan.last_impl == 'chunked'                          # CPU training
