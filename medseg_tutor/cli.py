@@ -67,9 +67,9 @@ def _compile_arg(s):
     if s in COMPILE_MODES: return s
     raise argparse.ArgumentTypeError(f"unknown compile mode '{s}': use one of {', '.join(COMPILE_MODES)} (or --compile alone)")
 
-def _one_line_warnings():
+def _one_line_warning(message, category, filename, lineno, file=None, line=None):
     "Warnings print as one line `medseg-tutor: warning: ...` (no file name and source line)."
-    warnings.formatwarning = lambda msg, cat, *a, **k: f"medseg-tutor: warning: {msg}\n"
+    print(f"medseg-tutor: warning: {message}", file=sys.stderr, flush=True)
 
 # %% ../nbs/99_cli.ipynb #02180acf
 def _train_args(p):
@@ -202,8 +202,10 @@ def main(argv:list[str]|None=None) -> int:
     p = build_parser()
     ns = p.parse_args(argv)
     if ns.command is None: p.print_help(); return 0
-    if not ns.debug: _one_line_warnings()
-    try: return COMMANDS[ns.command][0](ns) or 0
+    try:
+        with warnings.catch_warnings():
+            if not ns.debug: warnings.simplefilter('default'); warnings.showwarning = _one_line_warning
+            return COMMANDS[ns.command][0](ns) or 0
     except MedsegError as e:
         if ns.debug: raise
         print(f"medseg-tutor {ns.command}: error: {e}", file=sys.stderr); return 2

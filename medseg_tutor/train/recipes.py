@@ -178,12 +178,20 @@ for _ds, _p2, _fold, _folds in (('busi', 300, 1, (1, 2, 3)), ('sirst', 500, None
                     notes=f"--init <phase-1 out>/best.pt; R is frozen"))
 
 # %% ../../nbs/51_train.recipes.ipynb #8c4e0ef8
+def _mim_cfg(c:dict) -> TrainConfig:
+    "The runner's defaults as a `TrainConfig`, for the recipe table (the runner itself reads `mim.recipes.RECIPE_DEFAULTS`)."
+    return TrainConfig(epochs=c['epochs'], batch_size=c['batch_size'], optimizer='adamw', lr=c['lr'], weight_decay=c['wd'],
+                       schedule='cosine', warmup_epochs=c['warmup_epochs'], clip_grad=c['clip_grad'], seed=c['seed'],
+                       select_metric='dice', select_mode='max')
+
 register(Recipe('mambamim-pretrain', MIM_DEFAULTS['mambamim-pretrain']['source'] + ": AdamW 1e-4, 40-epoch warm-up + cosine, "
                 "weight decay cosine 0.04->0.2, clip 5, 100 epochs, 4 crops of 96^3 per volume, mask ratio 0.75",
-                'mambamim', None, runner=mambamim_pretrain_runner, task='mim', dataset='3d-ct', size=96, in_channels=1))
+                'mambamim', None, runner=mambamim_pretrain_runner, task='mim', dataset='3d-ct', size=96, in_channels=1,
+                train=_mim_cfg(MIM_DEFAULTS['mambamim-pretrain'])))
 register(Recipe('mambamim-finetune', MIM_DEFAULTS['mambamim-finetune']['source'] + "; Dice + CE, sliding-window per-class Dice",
                 'hymamba_unetr', None, runner=mambamim_finetune_runner, task='3d-seg', dataset='msd_hippocampus', size=96,
-                in_channels=1, init='mambamim-pretrain', notes="--init <pre-training out>/best.pt, or --init none for scratch"))
+                in_channels=1, init='mambamim-pretrain', notes="--init <pre-training out>/best.pt, or --init none for scratch",
+                train=_mim_cfg(MIM_DEFAULTS['mambamim-finetune'])))
 
 # %% ../../nbs/51_train.recipes.ipynb #583b6203
 _OWN = TrainConfig(epochs=100, batch_size=8, optimizer='adamw', lr=1e-3, weight_decay=1e-4, schedule='cosine',
