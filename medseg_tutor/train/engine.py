@@ -521,8 +521,8 @@ class Trainer:
             if self.cfg.time_budget_s is not None: self._plan_budget(t_start, walls)
             final = final or self.stop or self.epoch >= self.cfg.epochs
             self._save_epoch({k[4:]: x for k, x in row.items() if k.startswith('val_')} or {'train_loss': row['train_loss']}, best_sd, final)
-            self._say(' '.join(f'{k}={x:.4g}' if isinstance(x, float) else f'{k}={x}' for k, x in row.items()
-                               if k in ('epoch', 'train_loss', 'lr', 'img_s') or k.startswith('val_') and not k.endswith('_std')))
+            shown = ('epoch', 'train_loss', 'lr', 'img_s', f'val_{self.cfg.select_metric}', 'val_iou', 'val_dice', 'val_mse', 'val_auc', 'val_acc')
+            self._say(' '.join(f'{k}={x:.4g}' if isinstance(x, float) else f'{k}={x}' for k, x in row.items() if k in shown))
             _barrier(self.world)
             self._cb('after_epoch')
         self._cb('after_fit')

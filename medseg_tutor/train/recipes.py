@@ -6,7 +6,7 @@ recipe that names nothing fails when the package is imported, not an hour into a
 
 # %% ../../nbs/51_train.recipes.ipynb #b06baeb5
 from __future__ import annotations
-import os, math, time, dataclasses
+import os, math, time, dataclasses, functools
 from dataclasses import dataclass, field, asdict
 from pathlib import Path
 from typing import Any, Callable
@@ -207,10 +207,11 @@ register(Recipe('srsnet-folder-phase2', _OWN_CITE + '; phase 2 of SRS (R frozen)
 
 # %% ../../nbs/51_train.recipes.ipynb #1dc65a36
 register(Recipe('demo-mobileutr', 'this package: a one-minute CPU demo on procedural lesions, not a paper setting', 'mobileutr',
-                synthetic_data, dict(in_channels=3, num_classes=1, dims=[16, 24, 32, 64]),
-                TrainConfig(epochs=12, batch_size=16, optimizer='adamw', lr=3e-3, weight_decay=1e-4, schedule='cosine',
+                functools.partial(synthetic_data, n_train=256, n_val=64),
+                dict(in_channels=3, num_classes=1, dims=[8, 16, 24, 32], num_heads=2),
+                TrainConfig(epochs=8, batch_size=16, optimizer='adamw', lr=4e-3, weight_decay=1e-4, schedule='cosine',
                             warmup_epochs=1, final_lr_ratio=0.01, seed=0, val_batch_size=64, select_metric='dice'),
-                size=64, dataset='synthetic'))
+                size=48, dataset='synthetic'))
 
 # %% ../../nbs/51_train.recipes.ipynb #afaaf006
 _CFG_KEYS = {f.name for f in dataclasses.fields(TrainConfig)}
@@ -311,7 +312,7 @@ def _demo(out, data_root, dataset, fast, device, epochs, progress, verbose):
     if dataset == 'busi':
         if data_root is None: raise DataRootError("demo --dataset busi needs --data-root (the folder holding busi/)")
         r = r.replace(data=benchmark_data, dataset='busi', fold=1)
-    elif fast: r = r.replace(data=lambda rec, root, **kw: synthetic_data(rec, root, n_train=64, n_val=16, **kw), train={'epochs': 2})
+    elif fast: r = r.replace(data=functools.partial(synthetic_data, n_train=64, n_val=16), train={'epochs': 2})
     t0 = time.perf_counter()
     res = run_trainer(r, data_root=data_root, out=out, device=device, epochs=epochs, overwrite=True, progress=progress, verbose=verbose)
     model, meta = model_from_checkpoint(out/'best.pt', get_device(device))
