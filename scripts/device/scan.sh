@@ -39,37 +39,5 @@ python3 bench/check_scan_gpu.py 2>&1 | tee "$OUT/check.log"
 
 # 3. benchmark: fp32 at both shapes, then bf16 at the long shape without the slow PyTorch paths
 stamp "triton launch configs (long shape, fp32), then the benchmark with the best one"
-python3 - <<'PY' 2>&1 | tee -a "$OUT/bench.log"
-import sys, itertools, torch; sys.path.insert(0, 'bench')
-import medseg_tutor.ssm.scan as S
-from bench_scan import inputs, run_one, main
-t = inputs(8, 1536, 4096, 16, 'cuda', torch.float32)
-args = [t[k].clone().requires_grad_() for k in ('u', 'delta', 'A', 'B', 'C', 'D', 'z', 'delta_bias')]
-def fb():
-    out = S.selective_scan(*args, delta_softplus=True, impl='triton'); out.backward(torch.ones_like(out))
-    return out.detach(), [a.grad.clone() for a in args]
-out0, g0 = fb(); [setattr(a, 'grad', None) for a in args]
-best = {}
-for which, cfgs in (('fwd', [(2, 4), (4, 2), (4, 4), (8, 4)]), ('bwd', [(2, 4), (4, 2), (4, 4), (4, 8)])):
-    for TL in (32, 64):
-        for cfg in cfgs:
-            S.TRITON_TL = TL; setattr(S, 'TRITON_' + which.upper(), cfg)
-            try:
-                out, g = fb(); [setattr(a, 'grad', None) for a in args]
-                err = max([(out - out0).abs().max().item()] + [((x - y).abs().max() / y.abs().max()).item() for x, y in zip(g, g0)])
-                r = run_one('triton', t, 'cuda', 5)
-                ms = r['fwd'] if which == 'fwd' else r['fwd+bwd'] - r['fwd']
-                print(f"triton {which} TL={TL} BD,warps={cfg}: {which} {ms:.3f} ms (fwd+bwd {r['fwd+bwd']:.3f})  max rel diff {err:.1e}")
-                if err < 1e-3 and ms < best.get(which, (1e9,))[0]: best[which] = (ms, TL, cfg)
-            except Exception as e:
-                print(f"triton {which} TL={TL} {cfg}: {type(e).__name__}: {str(e)[:150]}")
-        S.TRITON_TL = 32; setattr(S, 'TRITON_' + which.upper(), (4, 4))
-print('best', best)
-# TL is shared by both kernels: take the TL of the best backward, and the best forward cfg at that TL if measured
-S.TRITON_TL, S.TRITON_BWD = best['bwd'][1], best['bwd'][2]
-if best['fwd'][1] == S.TRITON_TL: S.TRITON_FWD = best['fwd'][2]
-print(f"benchmark with TRITON_TL={S.TRITON_TL} TRITON_FWD={S.TRITON_FWD} TRITON_BWD={S.TRITON_BWD}")
-main(['--device', 'cuda'])
-main(['--device', 'cuda', '--dtype', 'bfloat16', '--shapes', '8,1536,4096,16', '--impls', 'cuda,triton,chunked'])
-PY
+python3 bench/scan_tune_device.py 2>&1 | tee -a "$OUT/bench.log"
 stamp "done"
