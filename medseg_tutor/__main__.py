@@ -6,9 +6,9 @@ console script is not on the PATH."""
 # %% auto #0
 __all__ = []
 
-# %% ../nbs/99a_main.ipynb #b9a44b5e
+# %% ../nbs/99a_main.ipynb #ccc03d01
 import sys
 from .cli import main
 
-# %% ../nbs/99a_main.ipynb #7b9c8ef2
+# %% ../nbs/99a_main.ipynb #2137dd02
 if __name__ == '__main__': sys.exit(main())
