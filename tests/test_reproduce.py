@@ -120,3 +120,18 @@ def test_resume_half_done_table(tmp_path):
     assert [int(r['epoch']) for r in log] == list(range(1, E + 1))
     md = (out/'table.md').read_text()
     assert md.count(f'| {E} of {E} |') == 2 and 'mean ± std over 2 run(s)' in md and (out/'curves.png').is_file()
+
+def test_deadline_stops_and_resumes(tmp_path):
+    "A table stopped at its deadline keeps last.pt, scores the best checkpoint so far, and plans a --resume."
+    root, out = _tiny_busi(tmp_path), tmp_path/'dl'
+    one = R.Table('tiny', 'run 1 only', TINY.runs[:1])
+    res = R.reproduce(one, out, root, epochs=500, train_args=SMALL, deadline_s=45, poll_s=0.1, verbose=False)
+    d = out/'split1-seed41'
+    assert res['stopped'] and res['done'] == [] and res['failed'] == []
+    att = [json.loads(l) for l in (d/'attempts.jsonl').read_text().splitlines()]
+    assert att[-1]['note'] == 'stopped at the deadline' and att[-1]['rc'] != 0
+    st = R.run_status(d)
+    assert st in ('partial', 'new')                  # 'new' only if the machine was too busy for one epoch in 45 s
+    if st == 'partial':
+        assert (d/'eval_partial.json').is_file() and '(so far)' in (out/'table.md').read_text()
+        assert '--resume' in R.plan(one, out, root, epochs=500, train_args=SMALL)[0]['commands'][0]
