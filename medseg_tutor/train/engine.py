@@ -378,9 +378,17 @@ class Trainer:
                             "images; nothing of this epoch was saved")
         if self._bad_steps > self.cfg.nonfinite_patience:
             last = f"; the last good checkpoint is {self.out/'last.pt'} (epoch {self.epoch})" if self.out and (self.out/'last.pt').exists() else ''
+            hint = 'lower --lr, or use bf16 instead of fp16' if self.cfg.amp == 'fp16' else 'lower --lr'
             raise NonFiniteError(f"the loss or gradients were not finite for {self._bad_steps} steps in a row (loss "
-                                 f"{loss.item():.4g} at {where}, lr {self.opt.param_groups[0]['lr']:.3g}): lower --lr, "
-                                 f"or use bf16 instead of fp16{last}")
+                                 f"{loss.item():.4g} at {where}, lr {self.opt.param_groups[0]['lr']:.3g}): {hint}{last}")
+
+    def _check_weights(self, e:int):
+        "Stop (NonFiniteError) if a step left NaN/Inf in the weights or buffers: nothing of this epoch is saved."
+        bad = [k for k, v in self.model.state_dict().items() if v.is_floating_point() and not torch.isfinite(v).all()]
+        if bad:
+            last = f"; the last good checkpoint is {self.out/'last.pt'} (epoch {self.epoch})" if self.out and (self.out/'last.pt').exists() else ''
+            raise NonFiniteError(f"the weights became NaN/Inf during epoch {e + 1} ({len(bad)} tensors, e.g. {bad[0]}; "
+                                 f"lr {self.opt.param_groups[0]['lr']:.3g}), so the loss is not a number any more: lower --lr{last}")
 
     def train_epoch(self, epoch:int) -> dict:
         self.net.train()
@@ -502,6 +510,7 @@ class Trainer:
             e, t_epoch = self.epoch, time.perf_counter()
             self._cb('before_epoch')
             row = dict(epoch=e + 1, **self.train_epoch(e))
+            self._check_weights(e)
             final = self.stop or e + 1 >= self.cfg.epochs
             ew = next((w for w in (cb.eval_weights(self) for cb in self.callbacks) if w is not None), None)
             live = None
