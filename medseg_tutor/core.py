@@ -56,9 +56,17 @@ def get_device(device:str|torch.device|None='auto') -> torch.device:
         if torch.cuda.is_available(): return torch.device('cuda')
         if getattr(torch.backends, 'mps', None) is not None and torch.backends.mps.is_available(): return torch.device('mps')
         return torch.device('cpu')
-    dev = torch.device(device)
-    if dev.type == 'cuda' and not torch.cuda.is_available():
-        raise MedsegError(f"device '{device}' was asked for but CUDA is not available here; use --device cpu or 'auto'")
+    if isinstance(device, str) and device.strip().lower() == 'gpu': device = 'cuda'
+    try: dev = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise MedsegError(f"unknown device '{device}': use 'auto', 'cpu', 'cuda' (or 'gpu'), 'cuda:N' or 'mps'") from None
+    if dev.type == 'cuda':
+        if not torch.cuda.is_available():
+            raise MedsegError(f"device '{device}' was asked for but CUDA is not available here; use --device cpu or 'auto'")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise MedsegError(f"device '{device}': this machine has {torch.cuda.device_count()} CUDA device(s); use cuda:0 .. cuda:{torch.cuda.device_count() - 1}")
+    if dev.type == 'mps' and not (getattr(torch.backends, 'mps', None) is not None and torch.backends.mps.is_available()):
+        raise MedsegError(f"device '{device}' was asked for but Apple MPS is not available here; use --device cpu or 'auto'")
     return dev
 
 def seed_everything(seed:int=0, # seed for Python, NumPy and torch (CPU and every CUDA device)
