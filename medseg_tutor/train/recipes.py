@@ -176,6 +176,10 @@ for _ds, _p2, _fold, _folds in (('busi', 300, 1, (1, 2, 3)), ('sirst', 500, None
     register(Recipe(f'srsnet-{_ds}-phase2', _SRS_CITE, 'srsnet', benchmark_data, dict(in_channels=3, num_classes=1),
                     _SGD_POLY.replace(epochs=_p2), dataset=_ds, fold=_fold, folds=_folds, init=f'srsnet-{_ds}-phase1',
                     notes=f"--init <phase-1 out>/best.pt; R is frozen"))
+    register(Recipe(f'srsnet-{_ds}-phase2-nodpconv', _SRS_CITE + "; ablation: S without DPConv (the paper's ablation study)",
+                    'srsnet', benchmark_data, dict(in_channels=3, num_classes=1, use_dpconv=False),
+                    _SGD_POLY.replace(epochs=_p2), dataset=_ds, fold=_fold, folds=_folds, init=f'srsnet-{_ds}-phase1',
+                    notes="--init <phase-1 out>/best.pt; R is frozen and unused (S takes no guide feature)"))
 
 # %% ../../nbs/51_train.recipes.ipynb #8c4e0ef8
 def _mim_cfg(c:dict) -> TrainConfig:
