@@ -401,8 +401,8 @@ def _planned_epochs(d) -> int|None:
         p = Path(d)/name
         if p.is_file():
             try:
-                import torch
-                sd = torch.load(p, map_location='cpu', weights_only=False)
+                from medseg_tutor.train.checkpoint import load_checkpoint   # weights_only=True + hash check
+                sd = load_checkpoint(p, map_location='cpu')
                 return int(sd['config']['epochs'])
             except Exception: pass
     return None
