@@ -21,9 +21,10 @@ _LOADED = False
 _IMPORT_ERRORS:dict[str, str] = {}
 
 def _same_fn(a, b) -> bool:
-    # re-running a notebook cell or reloading a module defines the function again: same module and name, same builder
-    return getattr(a, '__module__', None) == getattr(b, '__module__', None) and \
-           getattr(a, '__qualname__', None) == getattr(b, '__qualname__', None)
+    # re-running a notebook cell or reloading a module defines the function again: same module and name, same builder.
+    # A notebook runs its exported cells as `__main__`, beside the package module nbdev exported from them: same builder too.
+    ma, mb = getattr(a, '__module__', None), getattr(b, '__module__', None)
+    return (ma == mb or '__main__' in (ma, mb)) and getattr(a, '__qualname__', None) == getattr(b, '__qualname__', None)
 
 def register_model(name:str|None=None):
     "Decorator: register the builder under `name` (default: its `__name__`). A second, different builder with the same name raises."
