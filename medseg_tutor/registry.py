@@ -11,8 +11,7 @@ import torch.nn as nn
 from .core import MedsegError, ShapeError
 
 # %% auto #0
-__all__ = ['register_model', 'srsnet', 'hymamba_unetr', 'hymamba_classifier', 'mambamim', 'list_models', 'check_kw', 'InputCheck',
-           'add_input_check', 'get_builder', 'create_model']
+__all__ = ['register_model', 'srsnet', 'list_models', 'check_kw', 'InputCheck', 'add_input_check', 'get_builder', 'create_model']
 
 # %% ../nbs/04_registry.ipynb #e29733b8
 _BUILDERS:dict[str, Callable] = {}
@@ -45,14 +44,6 @@ _MODULES = ('medseg_tutor.nets.mobileutr', 'medseg_tutor.nets.srsnet', 'medseg_t
             'medseg_tutor.mim.pretrain', 'medseg_tutor.mim.finetune', 'medseg_tutor.train.engine',
             'medseg_tutor.demos.breastmnist', 'medseg_tutor.demos.adrenal3d')
 
-def _hymamba_encoder(variant:str='tiny', **kw):
-    from medseg_tutor.nets import hymamba as H
-    fns = {'base': H.hymamba_base, 'small': H.hymamba_small, 'tiny': H.hymamba_tiny}
-    if variant not in fns: raise MedsegError(f"unknown HyMamba variant '{variant}': use one of {', '.join(fns)}")
-    for k in ('channels', 'depths', 'exp_r', 'img_size'):                  # lists in a checkpoint, tuples in the config
-        if isinstance(kw.get(k), list): kw[k] = tuple(kw[k])
-    return fns[variant](**kw)
-
 def srsnet(in_channels:int=3, num_classes:int=1, use_dpconv:bool=True, official_bn_train:bool=False,
            dpconv_impl:str='grouped', init:str|None=None) -> nn.Module:
     "SRSNet (R frozen + S) from keywords; `init`: a phase-1 checkpoint whose weights initialise R (read with `weights_only=True`)."
@@ -64,27 +55,8 @@ def srsnet(in_channels:int=3, num_classes:int=1, use_dpconv:bool=True, official_
     S = SRSSegmentationNet(in_channels, num_classes, info_channels=R.widths[3], use_dpconv=use_dpconv, dpconv_impl=dpconv_impl)
     return SRSNet(recon=R, seg=S, official_bn_train=official_bn_train)
 
-def hymamba_unetr(variant:str='tiny', num_classes:int=2, **encoder_kw) -> nn.Module:
-    "HyMamba encoder (`variant` base/small/tiny + its keywords) with the UNETR-style decoder (`mim.finetune.HyMambaUNETR`)."
-    from medseg_tutor.mim.finetune import HyMambaUNETR
-    return HyMambaUNETR(_hymamba_encoder(variant, **encoder_kw), num_classes)
-
-def hymamba_classifier(variant:str='tiny', n_classes:int=2, dropout:float=0., **encoder_kw) -> nn.Module:
-    "HyMamba encoder with a pooled linear head (`nets.hymamba.HyMambaClassifier`)."
-    from medseg_tutor.nets.hymamba import HyMambaClassifier
-    return HyMambaClassifier(_hymamba_encoder(variant, **encoder_kw), n_classes, dropout)
-
-def mambamim(variant:str='tiny', decoder_width:int=768, mask_ratio:float=0.75, s6t:bool=True, released:bool=False,
-             **encoder_kw) -> nn.Module:
-    "The MambaMIM pre-training model (`mim.pretrain.MambaMIM`) on a HyMamba encoder."
-    from medseg_tutor.mim.pretrain import MambaMIM
-    return MambaMIM(_hymamba_encoder(variant, **encoder_kw), decoder_width, mask_ratio, s6t, released)
-
-_BUILTIN:dict[str, str|Callable] = {
-    'mobileutr': 'medseg_tutor.nets.mobileutr:mobileutr', 'mobileutr_l': 'medseg_tutor.nets.mobileutr:mobileutr_l',
-    'srsnet_r': 'medseg_tutor.nets.srsnet:SRSReconstructionNet', 'srsnet': srsnet,
-    'hymamba_unetr': hymamba_unetr, 'hymamba_classifier': hymamba_classifier, 'mambamim': mambamim,
-    'tiny_unet': 'medseg_tutor.train.engine:TinyUNet', 'mobileutr_classifier': 'medseg_tutor.demos.breastmnist:MobileUtrClassifier',
+_BUILTIN:dict[str, str|Callable] = {                                   # builders not decorated in their own module
+    'srsnet': srsnet, 'tiny_unet': 'medseg_tutor.train.engine:TinyUNet', 'mobileutr_classifier': 'medseg_tutor.demos.breastmnist:MobileUtrClassifier',
 }
 
 def _load_builtins():
