@@ -356,3 +356,28 @@ def test_multiclass_label_masks(tmp_path):
     rows = predict_files(p, d/'images', tmp_path/'pred', device='cpu')
     lab = np.asarray(Image.open(rows[0]['mask']))
     assert lab.shape == (24, 30) and set(np.unique(lab)) == {1}
+
+def test_cache_eval_at_the_training_size(tmp_path, monkeypatch):
+    "A model trained at --size 32 on a 64² cache: eval on that cache resizes it as training did and gives the logged val IoU."
+    from medseg_tutor import cli as C
+    from medseg_tutor.data.synthetic import SyntheticLesionDataset
+    from medseg_tutor.data.tensors import TensorSegData
+    from medseg_tutor.train.checkpoint import load_checkpoint
+    cache = tmp_path/'busi64.npz'
+    TensorSegData.from_dataset(SyntheticLesionDataset(16, size=64, seed=0)).save(
+        cache, splits={'train_idx_1': list(range(10)), 'val_idx_1': list(range(10, 16))})
+    out = tmp_path/'run'
+    rc = C.main(['train', '--recipe', 'mobileutr-busi', '--data-root', str(cache), '--fold', '1', '--size', '32', '--epochs', '1',
+                 '--max-steps', '3', '--out', str(out), '--device', 'cpu', '--no-progress'])
+    assert rc == 0
+    logged = load_checkpoint(out/'best.pt')['metrics']['iou']
+    import medseg_tutor.train.infer as I
+    seen, orig = [], I.model_from_checkpoint
+    def spy(*a, **k):
+        model, meta = orig(*a, **k)
+        model.register_forward_hook(lambda m, inp, o: seen.append(tuple(inp[0].shape[-2:])))
+        return model, meta
+    monkeypatch.setattr(I, 'model_from_checkpoint', spy)
+    r = evaluate_checkpoint(out/'best.pt', data_root=cache, split='val', fold=1, device='cpu', hd95=False)
+    assert seen and set(seen) == {(32, 32)}, seen                     # the model sees the training geometry
+    assert r['n'] == 6 and abs(r['iou'] - logged) < 1e-4, (r['iou'], logged)

@@ -359,3 +359,25 @@ def test_evaluate_and_predict_volumes(tmp_path):
     rows = predict_volumes(model, meta, [tmp_path / 'odd.nii.gz'], tmp_path / 'pred')
     out = nib.load(rows[0]['output'])
     assert out.shape == a.shape and np.allclose(out.affine, aff)
+
+def test_predict_3d_writes_predictions_csv(tmp_path):
+    "`predict` on a 3D checkpoint: one CSV row per volume (input, output, voxels of every foreground class), as it says."
+    pytest.importorskip('nibabel')
+    import csv
+    from pathlib import Path
+    from medseg_tutor.data.synthetic import make_example_dataset
+    from medseg_tutor.registry import create_model
+    from medseg_tutor.train.checkpoint import save_checkpoint
+    from medseg_tutor.train.infer import predict_files
+    root = make_example_dataset('msd_hippocampus', tmp_path / 'hip', n=2, size=32)
+    torch.manual_seed(0)
+    model = create_model('hymamba_unetr', variant='tiny', num_classes=3, img_size=16)
+    meta = dict(model=model.medseg_spec, task='3d-seg', in_channels=1, num_classes=3,
+                preprocess=dict(modality='mri', spacing=None, size=16), data={})
+    save_checkpoint(dict(model=model.state_dict(), meta=meta, epoch=1, metrics={}, config={}), tmp_path / 'best.pt')
+    rows = predict_files(tmp_path / 'best.pt', [root / 'imagesTr'], tmp_path / 'pred', device='cpu')
+    with open(tmp_path / 'pred' / 'predictions.csv', newline='') as f: table = list(csv.DictReader(f))
+    assert len(table) == len(rows) == 2
+    assert {'name', 'input', 'output', 'voxels_1', 'voxels_2'} <= set(table[0])
+    for t, r in zip(table, rows):
+        assert Path(t['output']).is_file() and t['input'] == r['input'] and int(t['voxels_1']) == r['voxels_1'] >= 0

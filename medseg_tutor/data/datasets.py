@@ -15,30 +15,13 @@ from .folder import (FolderSegDataset, DataWarning, IMG_EXTS, read_split, split_
                                       mask_values, pair_files)
 
 # %% auto #0
-__all__ = ['SegDataset', 'BUSIDataset', 'SIRSTDataset', 'ISICDataset', 'KvasirDataset', 'audit', 'overlay', 'show_grid',
-           'MedMNISTDataset', 'NiftiDataset']
+__all__ = ['BUSIDataset', 'SIRSTDataset', 'ISICDataset', 'KvasirDataset', 'audit', 'overlay', 'show_grid', 'MedMNISTDataset',
+           'NiftiDataset']
 
 # %% ../../nbs/40_data.datasets.ipynb #ccce85cf
 def _hw(size): return (size, size) if isinstance(size, int) else size
 
 def _select(ds:FolderSegDataset, split, val_frac:float=0.2, seed:int=0) -> FolderSegDataset: return ds.select(split, val_frac, seed)
-
-def SegDataset(items, size=None, channels:int=3, what:str='dataset', **kw) -> FolderSegDataset:
-    "Compatibility with the earlier API: a FolderSegDataset from `(name, image, [mask files])` tuples (use `data.folder`)."
-    ds = FolderSegDataset(items=[{'image': i, 'label': list(ms), 'roi': None} for _, i, ms in items], size=size,
-                          channels=channels, what=what, **kw)
-    ds.items = [(n, *row[1:]) for (n, _, _), row in zip(items, ds.items)]
-    return ds
-
-def _resize_np(a:np.ndarray, hw, nearest:bool) -> np.ndarray:
-    "Compatibility with the earlier API: the folder reader's resize (bool arrays stay bool)."
-    from medseg_tutor.data.folder import _resize
-    return _resize(a.astype(np.uint8), hw, True) > 0 if a.dtype == bool else _resize(a, hw, nearest)
-
-def _resize_bilinear_noaa(a:np.ndarray, hw) -> np.ndarray:
-    "Compatibility with the earlier API: bilinear without antialiasing (OpenCV INTER_LINEAR)."
-    from medseg_tutor.data.folder import _resize_plain
-    return _resize_plain(a, hw)
 
 # %% ../../nbs/40_data.datasets.ipynb #ddd22783
 def _dataset_dir(root, sub:str, marker:str) -> Path:

@@ -53,12 +53,8 @@ def preprocess_spec(meta:dict) -> dict:
 # %% ../../nbs/53_train.infer.ipynb #c10acff1
 def _data_layer():
     "read_image(path, channels) and resize(a, hw, antialias) of the training data reader."
-    try:
-        from medseg_tutor.data import folder as Fo
-        return Fo.read_image, lambda a, hw, aa: Fo._resize(a, tuple(hw), False) if aa else Fo._resize_plain(a, tuple(hw))
-    except ImportError:
-        from medseg_tutor.data import datasets as D
-        return D.read_image, lambda a, hw, aa: D._resize_np(a, tuple(hw), nearest=False) if aa else D._resize_bilinear_noaa(a, tuple(hw))
+    from medseg_tutor.data import folder as Fo
+    return Fo.read_image, lambda a, hw, aa: Fo._resize(a, tuple(hw), False) if aa else Fo._resize_plain(a, tuple(hw))
 
 def read_image(path, channels:int=3) -> np.ndarray:
     "Decode an image as uint8 (H, W, channels) with the training data reader (16-bit rescaled the same way)."
@@ -83,8 +79,7 @@ def to_model_input(img:np.ndarray, spec:dict) -> tuple[np.ndarray, dict]:
     return a, dict(hw=tuple(hw), inner=tuple(inner))
 
 def _tensor_data_cls():
-    try: from medseg_tutor.data.tensors import TensorSegData
-    except ImportError: from medseg_tutor.train.engine import TensorSegData
+    from medseg_tutor.data.tensors import TensorSegData
     return TensorSegData
 
 def prepare(batch_uint8:torch.Tensor, spec:dict) -> torch.Tensor:
@@ -139,32 +134,16 @@ class _Native:
         if hasattr(self.ds, 'read'): return self.ds.read(i)
         im, m = self.ds.load_uint8(i); return im, m, None              # the older data.datasets API (size=None: native)
 
-def _folder_api():
-    try:
-        from medseg_tutor.data import folder as Fo
-        return Fo
-    except ImportError: return None
-
 def _folder_dataset(spec, images=None, masks=None, items=None, mask_suffix='', pair_regex=None, roi=None, what=None):
-    Fo, mk = _folder_api(), spec['mask']
-    if Fo is not None:
-        kw = dict(size=None, channels=spec['in_channels'], threshold=mk['threshold'], invert=mk['invert'], label_map=mk['label_map'], what=what)
-        if items is not None: return Fo.FolderSegDataset(items=items, **kw)
-        return Fo.FolderSegDataset(images, masks, mask_suffix=mask_suffix, pair_regex=pair_regex, roi=roi, **kw)
-    from medseg_tutor.data import datasets as D                       # older data layer: no ROI, no mask rules
-    if items is not None:
-        return D.SegDataset([(Path(e['image']).stem, Path(e['image']), [Path(e['label'])]) for e in items],
-                            size=None, channels=spec['in_channels'], what=what or 'datalist')
-    return D.FolderSegDataset(images, masks, mask_suffix=mask_suffix, split='all', size=None, channels=spec['in_channels'])
+    from medseg_tutor.data import folder as Fo
+    mk = spec['mask']
+    kw = dict(size=None, channels=spec['in_channels'], threshold=mk['threshold'], invert=mk['invert'], label_map=mk['label_map'], what=what)
+    if items is not None: return Fo.FolderSegDataset(items=items, **kw)
+    return Fo.FolderSegDataset(images, masks, mask_suffix=mask_suffix, pair_regex=pair_regex, roi=roi, **kw)
 
 def _read_datalist(path) -> dict:
-    Fo = _folder_api()
-    if Fo is not None: return Fo.read_datalist(path)
-    p = Path(path)
-    try: d = json.loads(p.read_text(encoding='utf-8-sig'))
-    except (OSError, ValueError, UnicodeDecodeError) as e: raise DataError(f"datalist '{p}' is not a readable JSON file ({e})") from None
-    return {k: [dict(image=p.parent/e['image'], label=p.parent/e['label'], roi=None) for e in d[k]]
-            for k in ('training', 'validation', 'test') if isinstance(d.get(k), list) and d[k]}
+    from medseg_tutor.data.folder import read_datalist
+    return read_datalist(path)
 
 def eval_source(meta:dict, spec:dict, images=None, masks=None, mask_suffix:str='', datalist=None, data_root=None,
                 split:str|None=None, fold:int|None=None, pair_regex:str|None=None, roi=None):
@@ -244,17 +223,21 @@ def evaluate_checkpoint(ckpt, data_root=None, split:str|None=None, fold:int|None
     "Metrics of any 2D checkpoint of the package on a folder, a datalist or its recipe's data, at each image's own size."
     model, meta, dev = _load(ckpt, device)
     if _task(meta) == '3d-seg':
-        try: from medseg_tutor.mim.finetune import evaluate_volumes
-        except ImportError: raise MedsegError("3D checkpoints need medseg_tutor.mim.finetune.evaluate_volumes, which this install lacks") from None
+        from medseg_tutor.mim.finetune import evaluate_volumes
         return evaluate_volumes(model, meta=meta, images=images, masks=masks, datalist=datalist, data_root=data_root,
                                 split=split, device=dev, csv_path=csv_path, hd95=hd95)
     _check_2d(meta, 'eval')
     spec = preprocess_spec(meta)
     ds, source, split = eval_source(meta, spec, images, masks, mask_suffix, datalist, data_root, split, fold, pair_regex, roi)
     m = _metrics_obj(hd95, threshold)
-    if ds is None:                                                   # .npz device cache: already at the model's size
+    if ds is None:                                                   # .npz device cache: resized to the model's size
         fold = fold if fold is not None else (meta.get('data') or {}).get('fold', meta.get('fold', 1))
         d = _tensor_data_cls().from_npz(data_root, split, fold, in_channels=spec['in_channels'], normalize=spec['normalize'])
+        hw = spec['rule'].get('hw')
+        if spec['rule']['rule'] == 'fixed' and hw and tuple(hw) != d.hw:   # trained at another size: resize as training did
+            from medseg_tutor.train.recipes import _resize
+            if hw[0] != hw[1]: raise MedsegError(f"this checkpoint was trained at {hw[0]}x{hw[1]}; a cache is resized to squares only")
+            d = _resize(d, int(hw[0]))
         names = list(d.names)
         with torch.no_grad():
             for s in range(0, len(d), batch_size):
@@ -345,9 +328,13 @@ def predict_files(ckpt, inputs, out, threshold:float=0.5, device='auto', batch_s
     from PIL import Image
     model, meta, dev = _load(ckpt, device)
     if _task(meta) == '3d-seg':                                      # NIfTI volumes: the 3D predictor reads them
-        try: from medseg_tutor.mim.finetune import predict_volumes
-        except ImportError: raise MedsegError("3D checkpoints need medseg_tutor.mim.finetune.predict_volumes, which this install lacks") from None
-        return predict_volumes(model, meta=meta, inputs=inputs, out=out, device=dev)
+        from medseg_tutor.mim.finetune import predict_volumes
+        rows = predict_volumes(model, meta=meta, inputs=inputs, out=out, device=dev)
+        k_max = max([int(meta.get('num_classes') or 2) - 1] + [int(k[7:]) for r in rows for k in r if k.startswith('voxels_')])
+        rows = [{**{k: v for k, v in r.items() if not k.startswith('voxels_')},
+                 **{f'voxels_{k}': int(r.get(f'voxels_{k}', 0)) for k in range(1, k_max + 1)}} for r in rows]
+        write_rows(rows, Path(out)/'predictions.csv')                 # one row per volume: input, output, voxels per class
+        return rows
     _check_2d(meta, 'predict')
     files = image_files(inputs)
     spec = preprocess_spec(meta)
