@@ -33,17 +33,16 @@ def test_nets_and_blocks_import_no_training_or_pretraining(p):
     assert not bad, f"{p.relative_to(PKG.parent)} imports {bad}: architecture must not depend on mim/, train/ or demos/"
 
 # Package imports still made inside functions in modules of other owners (2026-11-29); each is a known item for its
-# owner (some break an import cycle that moving code would resolve). xfail, not skip: the test reports XPASS as soon
-# as one is fixed, and every other module is held to the rule.
-LATE_IMPORTS_KNOWN = {'core.py': 'lead', 'data/datasets.py': 'DATA', 'data/folder.py': 'DATA', 'data/synthetic.py': 'DATA',
-                      'mim/data.py': 'MIM', 'mim/finetune.py': 'MIM', 'mim/pretrain.py': 'MIM', 'mim/recipes.py': 'MIM',
-                      'nets/hymamba.py': 'MIM', 'nets/mobileutr.py': 'CRS', 'train/checkpoint.py': 'FLT (cycle with registry)',
-                      'train/infer.py': 'FLT', 'train/reproduce.py': 'REP (cycle with cli)', 'registry.py': 'FLT (lazy builders by design)'}
-FALLBACKS_KNOWN = {'train/infer.py': 'FLT'}
+# owner (some break an import cycle that moving code would resolve). xfail with strict=True, not skip: every other
+# module is held to the rule, and a fixed module fails (XPASS) until it is removed from the list.
+LATE_IMPORTS_KNOWN = {'core.py': 'lead', 'data/folder.py': 'DATA', 'data/synthetic.py': 'DATA', 'nets/mobileutr.py': 'CRS',
+                      'train/checkpoint.py': 'FLT (cycle with registry)', 'train/infer.py': 'FLT',
+                      'train/reproduce.py': 'REP (cycle with cli)', 'registry.py': 'FLT (lazy builders by design)'}
+FALLBACKS_KNOWN:dict[str, str] = {}
 
 def _param(p, known):
     rel = str(p.relative_to(PKG))
-    marks = [pytest.mark.xfail(reason=f'known, owner {known[rel]}', strict=False)] if rel in known else []
+    marks = [pytest.mark.xfail(reason=f'known, owner {known[rel]}', strict=True)] if rel in known else []
     return pytest.param(p, marks=marks, id=rel)
 
 @pytest.mark.parametrize('p', [_param(p, LATE_IMPORTS_KNOWN) for p in MODULES])
