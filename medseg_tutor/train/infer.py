@@ -91,11 +91,8 @@ def prepare(batch_uint8:torch.Tensor, spec:dict) -> torch.Tensor:
 
 def back_to_image(prob:torch.Tensor, undo:dict) -> torch.Tensor:
     "Probabilities (K, h, w) at the model geometry → (K, H, W) at the image's own size (crop the pad, bilinear)."
-    ih, iw = undo['inner']
-    p = prob[:, :ih, :iw]
-    if tuple(p.shape[-2:]) != tuple(undo['hw']):
-        p = F.interpolate(p[None].float(), size=tuple(undo['hw']), mode='bilinear', align_corners=False)[0]
-    return p
+    from medseg_tutor.data.folder import resize_back                  # the data layer's own crop + bilinear
+    return resize_back(prob[None], undo['inner'], undo['hw'])[0]
 
 @torch.no_grad()
 def predict_maps(model:torch.nn.Module, images:Sequence[np.ndarray], spec:dict, device='cpu', batch_size:int=8) -> list[torch.Tensor]:
