@@ -369,6 +369,7 @@ def process_notebooks(nbs: Path, proc: Path) -> dict:
         lib = get_config().lib_name
         for src, rel in _nb_order(nbs, nbs):
             t = time.time(); current.clear()
+            os.chdir(nbs)  # like nbdev-test; and a notebook that changed the directory must not move the next one
             # each notebook starts from a fresh import of the package, as under nbdev-test (one process per
             # notebook): module-level state such as the model registry must not leak from one notebook to the next
             for m in [m for m in sys.modules if m == lib or m.startswith(lib + '.')]: del sys.modules[m]
@@ -384,6 +385,9 @@ def process_notebooks(nbs: Path, proc: Path) -> dict:
                 Filter()(nb)
             mixed = sum('imports and other code' in str(x.message) for x in w)
             if current: errors[rel.as_posix()] = list(current)
+            try: here = os.getcwd()
+            except FileNotFoundError: here = '<a deleted folder>'
+            if here != str(Path(nbs).resolve()): log(f'  note: {rel} changed the working directory (to {here})')
             dst = proc/rel; dst.parent.mkdir(parents=True, exist_ok=True)
             write_nb(nb, dst)
             try:
