@@ -381,3 +381,12 @@ def test_cache_eval_at_the_training_size(tmp_path, monkeypatch):
     r = evaluate_checkpoint(out/'best.pt', data_root=cache, split='val', fold=1, device='cpu', hd95=False)
     assert seen and set(seen) == {(32, 32)}, seen                     # the model sees the training geometry
     assert r['n'] == 6 and abs(r['iou'] - logged) < 1e-4, (r['iou'], logged)
+
+def test_pickle_payload_through_mambamim_init(tmp_path):
+    "`mambamim-finetune --init` reads the pre-trained encoder through the checked loader: a pickle payload runs nothing."
+    from medseg_tutor.core import MedsegError
+    from medseg_tutor.mim.finetune import load_encoder
+    marker = tmp_path/'MARKER'
+    bomb = pickle_bomb(tmp_path/'encoder.pt', marker)
+    with pytest.raises(MedsegError) as e: load_encoder(torch.nn.Linear(2, 2), bomb, verbose=False)
+    assert not marker.exists() and '\n' not in str(e.value)

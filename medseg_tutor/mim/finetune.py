@@ -10,6 +10,7 @@ from typing import Sequence
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from ..train.checkpoint import load_checkpoint
 from ..core import ShapeError, DataError, check_shape
 from ..nets.hymamba import HyMambaEncoder
 from ..blocks.masked import MaskedLayerNorm3d
@@ -96,10 +97,7 @@ def load_encoder(model:nn.Module, # a module with `.encoder` (HyMambaUNETR, HyMa
     "Load pre-trained encoder weights; raise `ShapeError` on a shape mismatch, report missing/unexpected keys."
     enc = getattr(model, 'encoder', model)
     if isinstance(source, (str, Path)):
-        p = Path(source)
-        if not p.exists(): raise DataError(f"checkpoint '{p}' does not exist")
-        try: source = torch.load(p, map_location='cpu', weights_only=True)
-        except Exception as e: raise DataError(f"checkpoint '{p}' could not be read: {e}") from e
+        source = load_checkpoint(Path(source))   # weights_only + SHA-256 check, one-line errors
     sd, own = _encoder_state(source), enc.state_dict()
     # the fixed sin-cos position embedding depends only on the grid: one made for another crop size is skipped
     sd = {k: v for k, v in sd.items() if not (k.endswith('pos_embed') and k in own and tuple(v.shape) != tuple(own[k].shape))}

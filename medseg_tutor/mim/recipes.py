@@ -16,19 +16,20 @@ from .pretrain import mim_pretrain_step, WeightDecayCosine
 from .finetune import mim_finetune_step, volume_evaluate, load_encoder
 
 # %% auto #0
-__all__ = ['RECIPE_DEFAULTS', 'dataset_labels', 'prepare_volumes', 'mambamim_pretrain_runner', 'mambamim_finetune_runner']
+__all__ = ['RECIPE_DEFAULTS', 'dataset_labels', 'prepare_volumes', 'detect_modality', 'mambamim_pretrain_runner',
+           'mambamim_finetune_runner']
 
 # %% ../../nbs/36_mim.recipes.ipynb #72c66ed1
 RECIPE_DEFAULTS = {
     'mambamim-pretrain': dict(
         variant='base', size=96, batch_size=1, n_crops=4, epochs=100, lr=1e-4, warmup_epochs=40, wd=0.04, wd_end=0.2,
-        clip_grad=5.0, mask_ratio=0.75, decoder_width=None, modality='ct', spacing=1.5, hu=(-175., 250.),
+        clip_grad=5.0, mask_ratio=0.75, decoder_width=None, modality='auto', spacing='auto', hu=(-175., 250.),
         flips=(0.2, 0.2, 0.1), seed=0, amp=None, val_fraction=0.0, split_seed=0,
         source="arXiv 2408.08070 §3; FengheTan9/MambaMIM@8b96c05 main.py, utils/arg_util.py, utils/lr_control.py "
                "(lr_wd_annealing), utils/med_dataset.py (get_loader)"),
     'mambamim-finetune': dict(
         variant='base', size=96, batch_size=1, n_crops=4, epochs=300, lr=1e-4, warmup_epochs=0, wd=1e-5,
-        clip_grad=None, modality='ct', spacing=1.5, hu=(-175., 250.), flips=(0.2, 0.2, 0.1), pos_fraction=0.5,
+        clip_grad=None, modality='auto', spacing='auto', hu=(-175., 250.), flips=(0.2, 0.2, 0.1), pos_fraction=0.5,
         val_fraction=0.2, split_seed=0, overlap=0.5, seed=0, amp=None,
         source="FengheTan9/MambaMIM@8b96c05 models/network/hymamba.py (Hybird); readme: 'refer to UNETR BTCV' "
                "(arXiv 2103.10504; Project-MONAI/research-contributions UNETR/BTCV/main.py); 300 epochs is our default"),
@@ -69,13 +70,37 @@ def _cfg(c:dict, select:str, mode:str, max_steps, compile, time_budget_s, progre
                        compile=compile or False, select_metric=select, select_mode=mode, seed=int(c['seed']),
                        max_steps=max_steps, time_budget_s=time_budget_s, val_batch_size=1, progress=progress, verbose=verbose)
 
-def _merge(name, size, batch_size, epochs, seed, amp, overrides) -> dict:
+def detect_modality(source) -> str|None:
+    "'ct' or 'mri' from the `modality` field of an MSD dataset.json (e.g. {'0': 'MRI'}), else None (a folder of NIfTI files or a cache says nothing)."
+    if source is None: return None
+    p = Path(source); jp = p if p.suffix == '.json' else p / 'dataset.json'
+    if not jp.is_file(): return None
+    try: mod = json.loads(jp.read_text()).get('modality')
+    except (json.JSONDecodeError, AttributeError, UnicodeDecodeError, OSError): return None
+    words = ' '.join(map(str, mod.values() if isinstance(mod, dict) else [mod])).upper().replace(',', ' ').split()
+    if 'CT' in words: return 'ct'
+    if any(w.startswith(('MR', 'T1', 'T2', 'FLAIR', 'ADC', 'DWI', 'PD')) for w in words): return 'mri'
+    return None
+
+def _auto_modality(c:dict, data_root, verbose:bool=True) -> dict:
+    "Resolve `modality='auto'` from the dataset.json (default: CT, the released setting, said aloud) and `spacing='auto'` (CT: 1.5 mm; MRI: native)."
+    if c['modality'] == 'auto':
+        found = detect_modality(data_root)
+        c['modality'] = found or 'ct'
+        if verbose: print(f"modality: {c['modality']} " + (f"(from the dataset.json of '{data_root}')" if found else
+                          "(the released CT setting: no dataset.json modality found; pass --modality mri for MR images)"))
+    if isinstance(c['spacing'], str) and c['spacing'].lower() == 'auto':
+        c['spacing'] = 1.5 if c['modality'] == 'ct' else 'native'
+    return c
+
+def _merge(name, size, batch_size, epochs, seed, amp, overrides, data_root=None, verbose:bool=True) -> dict:
     c = dict(RECIPE_DEFAULTS[name])
     unknown = sorted(set(overrides) - set(c) - {'overwrite', 'time_budget_s', 'progress', 'verbose', 'num_classes'})
     if unknown: raise MedsegError(f"recipe '{name}' has no option(s) {unknown}; known: {sorted(set(c) - {'source'})}")
     c.update({k: v for k, v in overrides.items() if v is not None})
     for k, v in dict(size=size, batch_size=batch_size, epochs=epochs, seed=seed, amp=amp).items():
         if v is not None: c[k] = v
+    c = _auto_modality(c, data_root, verbose)
     if isinstance(c['spacing'], str):    # 'native' / 'none': keep each volume's own spacing; else a number in mm
         c['spacing'] = None if c['spacing'].lower() in ('native', 'none', '') else float(c['spacing'])
     if c['modality'] not in ('ct', 'mri'): raise MedsegError(f"unknown modality '{c['modality']}': use --modality ct or mri")
@@ -88,7 +113,7 @@ def mambamim_pretrain_runner(recipe=None, *, data_root, out, size=None, batch_si
     "MambaMIM pre-training (masked reconstruction, S6T, AdamW + lr cosine + weight-decay cosine) on unlabelled volumes."
     ctl = {k: overrides.pop(k, d) for k, d in (('overwrite', False), ('time_budget_s', None), ('progress', True), ('verbose', True))}
     overrides.pop('num_classes', None)
-    c = _merge('mambamim-pretrain', size, batch_size, epochs, seed, amp, overrides)
+    c = _merge('mambamim-pretrain', size, batch_size, epochs, seed, amp, overrides, data_root, ctl['verbose'])
     vols = prepare_volumes(data_root, c['modality'], c['spacing'], c['hu'], labels=False, verbose=ctl['verbose'])
     if float(c['val_fraction']) > 0:     # leave out the cases fine-tuning will validate on (same split as there)
         keep = set(split_names(vols['names'], float(c['val_fraction']), int(c['split_seed']))[0])
@@ -121,7 +146,7 @@ def mambamim_finetune_runner(recipe=None, *, data_root, out, size=None, batch_si
     "HyMamba-UNETR fine-tuning (Dice + CE, sliding-window per-class Dice) from `init` (a pre-training best.pt / encoder.pt) or from scratch."
     ctl = {k: overrides.pop(k, d) for k, d in (('overwrite', False), ('time_budget_s', None), ('progress', True), ('verbose', True))}
     n_cls = overrides.pop('num_classes', None)
-    c = _merge('mambamim-finetune', size, batch_size, epochs, seed, amp, overrides)
+    c = _merge('mambamim-finetune', size, batch_size, epochs, seed, amp, overrides, data_root, ctl['verbose'])
     vols = prepare_volumes(data_root, c['modality'], c['spacing'], c['hu'], labels=True, verbose=ctl['verbose'])
     labels = vols['meta'].get('labels')
     K = int(n_cls or (len(labels) if labels else max(int(l.max()) for l in vols['labels']) + 1))
