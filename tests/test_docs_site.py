@@ -128,6 +128,12 @@ def test_every_page_loads_without_missing_resources_or_console_errors(server, br
                                   '.filter(n => !n.startsWith(location.origin) && !n.startsWith("data:"))')
         if remote: problems.append(f'{page}: fetched from outside the site: {remote}')
         broken = d.execute_script('return [...document.images].filter(i => !i.naturalWidth).map(i => i.src)')
+        if broken:   # on a busy machine an image can still be undecoded here: load each suspect once more, keep real failures
+            broken = d.execute_async_script('''const done = arguments[arguments.length - 1];
+                const bad = [...document.images].filter(i => !i.naturalWidth);
+                Promise.all(bad.map(i => new Promise(r => { const j = new Image();
+                    j.onload = () => r(j.naturalWidth ? null : i.src); j.onerror = () => r(i.src); j.src = i.src; })))
+                  .then(v => done(v.filter(Boolean)));''')
         if broken: problems.append(f'{page}: broken images: {broken}')
         tex_errors = d.execute_script('''return [...document.querySelectorAll("mjx-merror")].map(e => {
             const c = e.closest("mjx-container"), items = MathJax.startup.document.getMathItemsWithin(c.parentNode);
