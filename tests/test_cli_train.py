@@ -8,12 +8,7 @@ from medseg_tutor.cli import main
 
 torch.set_num_threads(1)
 
-def run(argv):
-    err, out = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(out):
-        try: rc = main(argv)
-        except SystemExit as e: rc = e.code
-    return rc, out.getvalue(), err.getvalue()
+from conftest import run_cli as run   # the CLI in this process: (rc, stdout, stderr)
 
 @pytest.mark.parametrize('argv, says', [
     (['train', '--recipe', 'mobileutr-busi', '--data-root', '/no/such/folder'], 'does not exist'),

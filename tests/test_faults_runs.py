@@ -13,12 +13,7 @@ from medseg_tutor.data.synthetic import make_example_dataset
 torch.set_num_threads(1)
 REPO = Path(__file__).resolve().parents[1]
 
-def run(argv):
-    err, out = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(out):
-        try: rc = main(argv)
-        except SystemExit as e: rc = e.code
-    return rc, out.getvalue(), err.getvalue()
+from conftest import run_cli as run   # the CLI in this process: (rc, stdout, stderr)
 
 @pytest.fixture(scope='module')
 def busi(tmp_path_factory):
