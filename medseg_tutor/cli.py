@@ -86,6 +86,9 @@ def _train_args(p):
     p.add_argument('--fold', type=int, help="the recipe's split (BUSI: 1, 2 or 3); an error for recipes with one fixed split")
     p.add_argument('--amp', nargs='?', const='bf16', choices=['bf16', 'fp16'], help='mixed precision (default bf16; fp16 on a CPU is slow)')
     p.add_argument('--channels-last', action='store_true', help='channels_last memory format')
+    p.add_argument('--normalize', choices=['imagenet', 'released'], default=None,
+                   help="BUSI/SIRST recipes: input scaling, 'imagenet' (default) or 'released' (ImageNet standardisation "
+                        "divided by 255 again, as the released Mobile U-ViT and SRSNet loaders do)")
     p.add_argument('--compile', nargs='?', const=True, default=None, type=_compile_arg,
                    help=f"torch.compile the model (optionally a mode: {', '.join(COMPILE_MODES)}); slow to start on a CPU")
     p.add_argument('--resume', action='store_true', help='continue from OUT/last.pt')
@@ -132,9 +135,11 @@ def _train(ns):
     if isinstance(size, list): size = max(size)          # benchmark recipes train square; own data was sized by --size already
     out = ns.out or f'runs/{r.name}'
     kw = dict(lr=ns.lr, optimizer=ns.optimizer, time_budget_s=ns.time_budget, channels_last=True if ns.channels_last else None,
-              fold=fold if ns.fold is not None else None, own=own)
+              fold=fold if ns.fold is not None else None, own=own, normalize=ns.normalize)
     three_d = dict(variant=ns.variant, modality=ns.modality, spacing=ns.spacing, n_crops=ns.n_crops, mask_ratio=ns.mask_ratio)
-    if r.task in ('mim', '3d-seg'): kw.update(three_d)
+    if r.task in ('mim', '3d-seg'):
+        if ns.normalize: raise MedsegError(f"--normalize applies to the BUSI/SIRST recipes, not '{r.name}'")
+        kw.update(three_d)
     elif any(v is not None for v in three_d.values()):
         raise MedsegError(f"--{next(k for k, v in three_d.items() if v is not None).replace('_', '-')} applies to the 3D recipes (mambamim-*), not '{r.name}'")
     kw = {k: v for k, v in kw.items() if v is not None}

@@ -548,14 +548,13 @@ def read_for_model(path:str|os.PathLike, # one image file
                    preprocess:dict, # what `FolderSegDataset.preprocess` (and a checkpoint's meta) records
                   ) -> tuple[torch.Tensor, dict]:
     "The image as the model saw its training data: (1, C, h, w) float normalised, and {'orig_hw', 'content_hw'} for `resize_back`."
-    from medseg_tutor.data.transforms import normalize_stats
+    from medseg_tutor.data.transforms import apply_normalize
     c = int(preprocess.get('in_channels', 3)); rule = preprocess.get('size') or {'rule': 'native', 'pad_multiple': 16}
     img = read_image(path, 1 if c == 1 else 3)
     ohw = img.shape[:2]; chw = content_hw(ohw, rule)
     img = _pad(_resize(img, chw, nearest=False), padded_hw(ohw, rule))
     x = torch.from_numpy(np.array(img)).permute(2, 0, 1)[None].float() / 255
-    if preprocess.get('normalize', 'imagenet') == 'imagenet':
-        m, s = normalize_stats(x.shape[1], 'cpu'); x = (x - m) / s
+    x = apply_normalize(x, preprocess.get('normalize', 'imagenet'))
     return x, {'orig_hw': tuple(ohw), 'content_hw': tuple(chw)}
 
 # %% ../../nbs/46_data.folder.ipynb #0930a1fd

@@ -10,7 +10,7 @@ from typing import Sequence
 import numpy as np
 import torch
 from ..core import DataError, ShapeError, check_shape
-from .transforms import normalize_stats
+from .transforms import normalize_stats, apply_normalize, NORMALIZE_MODES
 
 # %% auto #0
 __all__ = ['DIHEDRAL_INVERSE', 'CACHE_FORMAT', 'dihedral_ref', 'dihedral_index', 'dihedral', 'random_codes', 'save_cache',
@@ -160,7 +160,7 @@ class TensorSegData:
                  masks:torch.Tensor, # (N, 1, H, W) {0,1} or class indices
                  names:Sequence[str]|None=None,
                  in_channels:int=3, # grey images are repeated to this many channels for the model
-                 normalize:str='imagenet', # 'imagenet' ((x/255 - mean) / std) or 'none' (x/255)
+                 normalize:str='imagenet', # 'imagenet' ((x/255 - mean) / std), 'released' (the same / 255) or 'none' (x/255)
                  augment:bool=False, # random dihedral map per image in `batch` when a generator is given
                  roi:torch.Tensor|None=None, # (N, 1, H, W) {0,1}: pixels scored (1) or ignored (0)
                  orig_hw:Sequence[tuple[int, int]]|None=None, # each image's size before resizing
@@ -170,9 +170,10 @@ class TensorSegData:
                 ):
         if transform is not None:
             raise DataError("TensorSegData cannot apply a per-item transform: its augmentation is augment=True (random "
-                            "dihedral maps per batch) and its normalisation normalize='imagenet'|'none'; train on the "
+                            "dihedral maps per batch) and its normalisation normalize='imagenet'|'released'|'none'; train on the "
                             "Dataset through a DataLoader if you need your own transform")
-        if normalize not in ('imagenet', 'none'): raise DataError(f"normalize must be 'imagenet' or 'none', got {normalize!r}")
+        if normalize not in NORMALIZE_MODES:
+            raise DataError(f"normalize must be one of {', '.join(NORMALIZE_MODES)}, got {normalize!r}")
         check_shape(images, ('N', None, 'H', 'W'), 'images')
         sizes = dict(N=images.shape[0], H=images.shape[2], W=images.shape[3])
         check_shape(masks, ('N', 1, 'H', 'W'), 'masks', sizes)
@@ -216,8 +217,7 @@ class TensorSegData:
         if x.dtype == torch.uint8:
             x = x.float() / 255
             if x.shape[1] == 1 and self.in_channels > 1: x = x.expand(-1, self.in_channels, -1, -1)
-            if self.normalize == 'imagenet':
-                m, s = normalize_stats(x.shape[1], x.device); x = (x - m) / s
+            x = apply_normalize(x, self.normalize)
         elif x.shape[1] == 1 and self.in_channels > 1: x = x.expand(-1, self.in_channels, -1, -1)
         return x.contiguous()
 

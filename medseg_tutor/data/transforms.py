@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from ..core import ShapeError
 
 # %% auto #0
-__all__ = ['IMAGENET_MEAN', 'IMAGENET_STD', 'resize_pair', 'normalize_stats', 'normalize']
+__all__ = ['IMAGENET_MEAN', 'IMAGENET_STD', 'NORMALIZE_MODES', 'resize_pair', 'normalize_stats', 'normalize', 'apply_normalize']
 
 # %% ../../nbs/41_data.transforms.ipynb #c44935a8
 def _as_hw(size) -> tuple[int, int]:
@@ -70,3 +70,17 @@ def normalize(x:torch.Tensor, # (..., C, H, W) float image(s) in [0, 1] (or uint
     m, s = _stats(x.shape[-3], mean, std, x.dtype, x.device)
     y = (x - m[:, None, None]) / s[:, None, None]
     return y / 255 if official_double_norm else y
+
+NORMALIZE_MODES = ('imagenet', 'released', 'none')
+
+def apply_normalize(x:torch.Tensor, # (B, C, H, W) float in [0, 1]
+                    mode:str='imagenet', # one of NORMALIZE_MODES
+                   ) -> torch.Tensor:
+    "The model's input from an image in [0, 1]: 'imagenet' $(x-\\mu)/\\sigma$; 'released' the same divided by 255 again\n"
+    "(what the released Mobile U-ViT and SRSNet loaders feed their networks); 'none' $x$ itself."
+    if mode not in NORMALIZE_MODES:
+        raise ValueError(f"normalize must be one of {', '.join(NORMALIZE_MODES)}, got {mode!r}")
+    if mode == 'none': return x
+    m, s = normalize_stats(x.shape[1], x.device)
+    y = (x - m) / s
+    return y / 255 if mode == 'released' else y

@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from ..core import MedsegError, DataError, get_device
 from .checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint
+from ..data.transforms import NORMALIZE_MODES
 
 # %% auto #0
 __all__ = ['IMG_EXTS', 'InferenceWarning', 'preprocess_spec', 'read_image', 'content_hw', 'to_model_input', 'prepare',
@@ -44,7 +45,7 @@ def preprocess_spec(meta:dict) -> dict:
     c = int(pp.get('in_channels', meta.get('in_channels', 3)))
     if c not in (1, 3): raise CheckpointError(f"the checkpoint's model takes {c} input channels; 2D inference reads grey (1) or RGB (3) images")
     norm = pp.get('normalize', meta.get('normalize', 'imagenet'))
-    if norm not in ('imagenet', 'unit', 'none'): raise CheckpointError(f"unknown normalisation '{norm}' in the checkpoint's meta")
+    if norm not in NORMALIZE_MODES: raise CheckpointError(f"unknown normalisation '{norm}' in the checkpoint's meta (known: {', '.join(NORMALIZE_MODES)})")
     mask = dict(pp.get('mask') or {})
     return dict(in_channels=c, rule=_size_rule(pp.get('size', meta.get('size'))), normalize=norm,
                 antialias=bool(pp.get('antialias', True)), mask=dict(threshold=mask.get('threshold'),

@@ -103,11 +103,12 @@ def _record(recipe:Recipe, dataset:str, fold, train:TensorSegData, val:TensorSeg
     data = dict(dataset=dataset, fold=fold, train_names=list(train.names), val_names=[] if val is None else list(val.names))
     return pre, data
 
-def benchmark_data(recipe:Recipe, data_root=None, *, size:int, fold:int|None=None, **_) -> dict:
-    "BUSI (its shipped split `fold`) or SIRST (`idx_427` train / val) at `size`², or the same splits from a cache file."
+def benchmark_data(recipe:Recipe, data_root=None, *, size:int, fold:int|None=None, normalize:str='imagenet', **_) -> dict:
+    "BUSI (its shipped split `fold`) or SIRST (`idx_427` train / val) at `size`², or the same splits from a cache file;\n"
+    "`normalize='released'` feeds the network the released loaders' doubly scaled input (see `data.transforms.apply_normalize`)."
     ds_name = recipe.dataset
     if ds_name not in ('busi', 'sirst'): raise MedsegError(f"benchmark_data reads 'busi' or 'sirst', not '{ds_name}'")
-    kw = dict(in_channels=recipe.in_channels)
+    kw = dict(in_channels=recipe.in_channels, normalize=normalize)
     if data_root is not None and str(data_root).endswith('.npz'):
         tr = TensorSegData.from_cache(data_root, 'train', fold, augment=True, **kw)
         va = TensorSegData.from_cache(data_root, 'val', fold, **kw)
@@ -231,8 +232,9 @@ def check_fold(recipe:Recipe, fold) -> int|None:
 
 def run_trainer(recipe:Recipe|str, *, data_root=None, out='runs/run', size:int|None=None, batch_size:int|None=None,
                 epochs:int|None=None, max_steps:int|None=None, device='auto', init=None, resume:bool=False,
-                seed:int|None=None, amp:str|None=None, compile:bool|str|None=None, **overrides) -> dict:
-    "Train `recipe` through the engine; `overrides`: `fold`, `own` (own data), `overwrite`, `progress`, `callbacks`,\n"
+                seed:int|None=None, amp:str|None=None, compile:bool|str|None=None, normalize:str|None=None, **overrides) -> dict:
+    "Train `recipe` through the engine; `normalize`: the input scaling of a BUSI/SIRST recipe ('imagenet' or 'released');\n"
+    "`overrides`: `fold`, `own` (own data), `overwrite`, `progress`, `callbacks`,\n"
     "or any `TrainConfig` field. Returns `Trainer.fit`'s result plus the recipe name."
     r = get_recipe(recipe)
     fold = check_fold(r, overrides.pop('fold', None))
@@ -245,7 +247,9 @@ def run_trainer(recipe:Recipe|str, *, data_root=None, out='runs/run', size:int|N
     if r.init is not None and init in (None, 'none'):
         raise MedsegError(f"recipe '{r.name}' starts from a '{r.init}' run: pass --init <that run's out>/best.pt")
     size = int(size or r.size)
-    data = r.data(r, data_root, size=size, fold=fold, own=own)
+    if normalize is not None and r.data is not benchmark_data:
+        raise MedsegError(f"--normalize applies to the BUSI/SIRST recipes, not '{r.name}'")
+    data = r.data(r, data_root, size=size, fold=fold, own=own, **({} if normalize is None else dict(normalize=normalize)))
     if r.target_steps and epochs is None:
         spe = math.ceil(len(data['train']) / cfg.batch_size)
         cfg = cfg.replace(epochs=max(5, min(1000, math.ceil(r.target_steps / spe))))

@@ -10,9 +10,9 @@ from pathlib import Path
 from ..core import MedsegError
 
 # %% auto #0
-__all__ = ['METRIC_LABELS', 'TABLES', 'Run', 'Published', 'Table', 'get_table', 'cli_prefix', 'cli_flags', 'train_command',
-           'eval_command', 'run_status', 'read_log', 'plan', 'reproduce', 'run_metrics', 'summarize', 'table_markdown',
-           'plot_table_curves', 'write_table', 'add_reproduce_args', 'reproduce_main']
+__all__ = ['METRIC_LABELS', 'TABLES', 'Run', 'Published', 'Table', 'get_table', 'with_seeds', 'cli_prefix', 'cli_flags',
+           'train_command', 'eval_command', 'run_status', 'read_log', 'plan', 'reproduce', 'run_metrics', 'summarize',
+           'table_markdown', 'plot_table_curves', 'write_table', 'add_reproduce_args', 'reproduce_main']
 
 # %% ../../nbs/54_train.reproduce.ipynb #05631d95
 @dataclass(frozen=True)
@@ -104,6 +104,23 @@ def get_table(name:str|Table) -> Table:
     if isinstance(name, Table): return name
     if name not in TABLES: raise MedsegError(f"unknown table '{name}'; known tables: {', '.join(TABLES)}")
     return TABLES[name]
+
+def with_seeds(table:Table, seeds) -> Table:
+    "`table` with every run repeated for each seed in `seeds` (names and `after` links follow the seed)."
+    seeds = [int(s) for s in seeds]
+    if not seeds: raise MedsegError("--seeds needs at least one seed, e.g. --seeds 41,42")
+    if len(set(seeds)) != len(seeds): raise MedsegError(f"--seeds has repeats: {seeds}")
+    runs = []
+    for s in seeds:
+        for r in table.runs:
+            if r.seed is None: raise MedsegError(f"run '{r.name}' of table '{table.name}' has no seed to replace")
+            old, new = f'seed{r.seed}', f'seed{s}'
+            if old not in r.name: raise MedsegError(f"run '{r.name}' does not name its seed ('{old}')")
+            runs.append(replace(r, name=r.name.replace(old, new), seed=s,
+                                after=None if r.after is None else r.after.replace(old, new)))
+    names = [r.name for r in runs]
+    if len(set(names)) != len(names): raise MedsegError(f"--seeds {seeds} gives table '{table.name}' two runs of one name")
+    return replace(table, runs=tuple(runs))
 
 # %% ../../nbs/54_train.reproduce.ipynb #5ccd6309
 def cli_prefix() -> list[str]:
@@ -492,6 +509,7 @@ def add_reproduce_args(p):
     p.add_argument('--gpus', help="GPUs to use: a count or a comma list (e.g. 0,1); default all visible, else the CPU")
     p.add_argument('--per-gpu', type=int, default=1, help='runs at once on each GPU (default 1)')
     p.add_argument('--epochs', type=int, help="override every run's epochs (smoke tests; the table then says so)")
+    p.add_argument('--seeds', help="comma list of seeds: every run of the table once per seed (default: the table's seeds)")
     p.add_argument('--train-args', default='', help="extra flags for every train, e.g. '--amp bf16 --channels-last'")
     p.add_argument('--deadline', type=float, help='seconds: then stop the running processes (they resume next time)')
     p.add_argument('--device', help="--device passed to train and eval (default: cuda on a GPU slot, else cpu)")
@@ -507,6 +525,7 @@ def reproduce_main(ns) -> int:
                                    + (f" (after {r.after})" if r.after else ''))
         return 0
     t = get_table(ns.table)
+    if ns.seeds: t = with_seeds(t, [s for s in ns.seeds.split(',') if s.strip()])
     if ns.epochs is not None and ns.epochs < 1: raise MedsegError(f"--epochs must be >= 1, got {ns.epochs}")
     if ns.per_gpu < 1: raise MedsegError(f"--per-gpu must be >= 1, got {ns.per_gpu}")
     if ns.data_root is not None and not Path(ns.data_root).exists(): raise MedsegError(f"data root '{ns.data_root}' does not exist")

@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# Several `medseg-tutor reproduce` tables at once on one GPU machine, optionally under CUDA MPS (so that the processes'
+# small kernels overlap instead of time-slicing), with one shared torch.compile cache warmed first.
+#
+#   MPS=1 DEADLINE=480 WARM="mobileutr-busi" bash scripts/device/tables.sh \
+#       "0|busi-mobileutr|mu-s41|3|1|--seeds 41|" "1|busi-mobileutr|mu-rel-s41|3|1|--seeds 41|--normalize released"
+#
+# Each job is "GPU|TABLE|NAME|PER_GPU with MPS|PER_GPU without MPS|more reproduce arguments|more train arguments"; every job gets
+# --data-root $CACHE (default .devcache/busi256.npz), --deadline $DEADLINE and $TRAIN_ARGS (default: fp32,
+# --compile reduce-overhead) in front of its own --train-args. WARM: recipes to compile once, one epoch each, before the
+# jobs start (their compiled graphs land in the shared Inductor cache). Results: $OUT/<NAME>.tar.gz (every run folder
+# without *.pt, table.md, curves.png), $OUT/smi.csv (GPU use every 10 s), $OUT/tables.log.
+set -uo pipefail
+OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"; R=${R:-/tmp/tables}; mkdir -p "$R"
+CACHE=${CACHE:-.devcache/busi256.npz}; DEADLINE=${DEADLINE:-480}; TRAIN_ARGS=${TRAIN_ARGS:---compile reduce-overhead}
+export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1 OMP_NUM_THREADS=2 TORCHINDUCTOR_COMPILE_THREADS=${TORCHINDUCTOR_COMPILE_THREADS:-4}
+T0=$(date +%s); stamp() { echo "[$(( $(date +%s) - T0 )) s] $*"; }
+exec > >(tee -a "$OUT/tables.log") 2>&1
+nvidia-smi --query-gpu=index,name,memory.total,driver_version --format=csv,noheader
+python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'gpus', torch.cuda.device_count())"
+nvidia-smi --query-gpu=timestamp,index,utilization.gpu,memory.used --format=csv -l 10 > "$OUT/smi.csv" 2>/dev/null &
+SMI=$!
+
+USE_MPS=0
+if [ "${MPS:-0}" = 1 ]; then
+  export CUDA_MPS_PIPE_DIRECTORY=/tmp/mps-pipe CUDA_MPS_LOG_DIRECTORY=/tmp/mps-log
+  mkdir -p "$CUDA_MPS_PIPE_DIRECTORY" "$CUDA_MPS_LOG_DIRECTORY"
+  if nvidia-cuda-mps-control -d && timeout 90 python3 -c "import torch; x = torch.ones(4, device='cuda'); print('MPS probe', (x + 1).sum().item())"; then
+    USE_MPS=1; stamp "MPS daemon running"
+  else
+    echo quit | nvidia-cuda-mps-control 2>/dev/null; unset CUDA_MPS_PIPE_DIRECTORY CUDA_MPS_LOG_DIRECTORY
+    stamp "MPS unavailable: processes time-slice the GPU"
+  fi
+fi
+
+for rec in ${WARM:-}; do   # compile each recipe's training and validation graphs once, into the shared cache
+  stamp "warming the compile cache: $rec"
+  CUDA_VISIBLE_DEVICES=0 timeout 400 python3 -m medseg_tutor train --recipe "$rec" --data-root "$CACHE" --epochs 1 \
+      --out "$R/warm-$rec" --overwrite --no-progress $TRAIN_ARGS > "$R/warm-$rec.log" 2>&1 || tail -n 5 "$R/warm-$rec.log"
+  stamp "warm: $(grep -c . "$R/warm-$rec/log.csv" 2>/dev/null) log lines"
+done
+
+pids=()
+for job in "$@"; do
+  IFS='|' read -r gpu table name k_mps k_plain more ta <<< "$job"; read -ra MORE <<< "$more"
+  k=$([ $USE_MPS = 1 ] && echo "$k_mps" || echo "$k_plain")
+  left=$(( DEADLINE - ($(date +%s) - T0) ))
+  stamp "job $name: $table on GPU $gpu, $k at once, deadline in ${left} s; $more"
+  python3 -m medseg_tutor reproduce "$table" --out "$R/$name" --data-root "$CACHE" --gpus "$gpu" --per-gpu "$k" \
+      --deadline "$left" "${MORE[@]}" --train-args "$TRAIN_ARGS $ta" > "$R/$name.log" 2>&1 &
+  pids+=($!)
+done
+wait "${pids[@]}"
+stamp "all jobs returned"
+kill $SMI 2>/dev/null
+[ $USE_MPS = 1 ] && echo quit | nvidia-cuda-mps-control
+for job in "$@"; do
+  IFS='|' read -r gpu table name _ <<< "$job"
+  cp "$R/$name.log" "$R/$name/" 2>/dev/null
+  echo "=== $name"; cat "$R/$name/table.md" 2>/dev/null | head -40
+  tar -C "$R" --exclude='*.pt' -czf "$OUT/$name.tar.gz" "$name"
+done
+ls -la "$OUT"
