@@ -135,3 +135,15 @@ def test_deadline_stops_and_resumes(tmp_path):
     if st == 'partial':
         assert (d/'eval_partial.json').is_file() and '(so far)' in (out/'table.md').read_text()
         assert '--resume' in R.plan(one, out, root, epochs=500, train_args=SMALL)[0]['commands'][0]
+
+def test_seeds_repeat_every_run(tmp_path, capsys):
+    t = R.with_seeds(R.get_table('busi-srsnet'), [41, 7])
+    assert len(t.runs) == 2 * len(R.get_table('busi-srsnet').runs)
+    s = t.run('S-dpconv-split2-seed7')
+    assert (s.seed, s.fold, s.after) == (7, 2, 'R-split2-seed7')
+    assert [r.name for r in R._order(t)].index('R-split2-seed7') < [r.name for r in R._order(t)].index('S-dpconv-split2-seed7')
+    with pytest.raises(MedsegError, match='at least one seed'): R.with_seeds(t, [])
+    p = argparse.ArgumentParser(); R.add_reproduce_args(p)
+    assert R.reproduce_main(p.parse_args(['busi-mobileutr', '--seeds', '41,42', '--dry-run', '--out', str(tmp_path/'m')])) == 0
+    o = capsys.readouterr().out
+    assert 'split3-seed42' in o and '--fold 3 --seed 42' in o and 'split3-seed43' not in o
