@@ -106,13 +106,13 @@ def get_table(name:str|Table) -> Table:
     return TABLES[name]
 
 def with_seeds(table:Table, seeds) -> Table:
-    "`table` with every run repeated for each seed in `seeds` (names and `after` links follow the seed)."
+    "`table` with its seeds replaced by `seeds`: the runs of its first seed, repeated for each seed (names and `after` follow)."
     seeds = [int(s) for s in seeds]
     if not seeds: raise MedsegError("--seeds needs at least one seed, e.g. --seeds 41,42")
     if len(set(seeds)) != len(seeds): raise MedsegError(f"--seeds has repeats: {seeds}")
-    runs = []
+    runs, template = [], [r for r in table.runs if r.seed == table.runs[0].seed]
     for s in seeds:
-        for r in table.runs:
+        for r in template:
             if r.seed is None: raise MedsegError(f"run '{r.name}' of table '{table.name}' has no seed to replace")
             old, new = f'seed{r.seed}', f'seed{s}'
             if old not in r.name: raise MedsegError(f"run '{r.name}' does not name its seed ('{old}')")
@@ -509,7 +509,7 @@ def add_reproduce_args(p):
     p.add_argument('--gpus', help="GPUs to use: a count or a comma list (e.g. 0,1); default all visible, else the CPU")
     p.add_argument('--per-gpu', type=int, default=1, help='runs at once on each GPU (default 1)')
     p.add_argument('--epochs', type=int, help="override every run's epochs (smoke tests; the table then says so)")
-    p.add_argument('--seeds', help="comma list of seeds: every run of the table once per seed (default: the table's seeds)")
+    p.add_argument('--seeds', help="comma list of seeds replacing the table's seeds (each split once per seed)")
     p.add_argument('--train-args', default='', help="extra flags for every train, e.g. '--amp bf16 --channels-last'")
     p.add_argument('--deadline', type=float, help='seconds: then stop the running processes (they resume next time)')
     p.add_argument('--device', help="--device passed to train and eval (default: cuda on a GPU slot, else cpu)")
