@@ -9,7 +9,9 @@ Bytes/s is the *minimum* traffic of a fused kernel (read u, delta, z, B, C and w
 the output gradient and writes the input gradients) divided by the time: the PyTorch paths move far more than
 that, so their number is an "effective" bandwidth, comparable across implementations.
 Implementations: ref (Python loop, the oracle), parallel, chunked, blocked (CPU inference only), triton (ours),
-triton_scan (our first kernel, Appendix A of nbs/01), cuda (mamba-ssm's selective_scan_fn), auto.
+triton_v1 (ours as measured on 2026-11-29: fewer launch configs, first backward), triton_scan (our first kernel,
+Appendix A of nbs/01; only with --impls), cuda (mamba-ssm's selective_scan_fn), auto.
+On a GPU, the Triton rows also print the launch config the autotuner picked (BD, warps) for forward and backward.
 """
 import argparse, sys, time, math
 import torch
@@ -48,9 +50,10 @@ def gpu_time(fn, warmup, reps):
 
 
 def scan_fn(impl):
-    if impl == 'triton_scan':
+    if impl in ('triton_scan', 'triton_v1'):
         from medseg_tutor.ssm.scan import _selective_scan_triton
-        return lambda *a, delta_softplus: _selective_scan_triton(*a, delta_softplus, kernel='scan')[0]
+        kernel = dict(triton_scan='scan', triton_v1='seq1')[impl]
+        return lambda *a, delta_softplus: _selective_scan_triton(*a, delta_softplus, kernel=kernel)[0]
     return lambda *a, delta_softplus: selective_scan(*a, delta_softplus=delta_softplus, impl=impl)
 
 
@@ -76,6 +79,18 @@ def run_one(impl, t, device, reps, fwd_only=False):
             res[name] = res[name + ' mem'] = float('nan')
         for v in leaves.values(): v.grad = None
     return res
+
+
+def picked_configs():
+    "The (BD, warps) each autotuned Triton kernel picked so far, per key (dim, L, N, [store_hs,] dtypes)."
+    from medseg_tutor.ssm import scan
+    out = []
+    for name in ('fwd_tuned', 'bwd_tuned', 'fwd_tuned_v1', 'bwd_tuned_v1'):
+        for key, cfg in getattr(getattr(scan, name, None), 'cache', {}).items():
+            ints = ','.join(str(x) for x in key if isinstance(x, int))
+            dts = '/'.join(sorted({str(x).replace('torch.', '') for x in key if not isinstance(x, int)}))
+            out.append(f"{name}[{ints} {dts}] = (BD {cfg.kwargs.get('BD')}, warps {cfg.num_warps}" + (f", VEC {cfg.kwargs['VEC']})" if 'VEC' in cfg.kwargs else ')'))
+    return '\n'.join(['', '## Launch configs picked by the autotuner (key: dim, L, N[, store_hs] dtypes)'] + out)
 
 
 def table(title, rows, base, batch, dim, L, N, esize, G, peak, cuda, out=sys.stdout):
@@ -149,7 +164,7 @@ def main(argv=None):
     shapes = a.shapes or ('16,768,216,16;8,1536,4096,16;32,2048,1024,16;8,1536,4096,16,4' if cuda
                           else '2,256,2048,16:fwd;1,64,2048,16')     # ':fwd' = inference only (no backward)
     shapes = [(tuple(int(x) for x in s.split(':')[0].split(',')), s.endswith(':fwd')) for s in shapes.split(';')]
-    if cuda: impls = ['cuda'] * cuda_kernel_available() + ['triton', 'triton_scan'] * triton_available() + ['chunked']
+    if cuda: impls = ['cuda'] * cuda_kernel_available() + ['triton', 'triton_v1'] * triton_available() + ['chunked']
     else: impls = ['auto', 'blocked', 'chunked', 'parallel', 'ref']
     if a.impls: impls = a.impls.split(',')
     reps = a.reps or (10 if cuda else 3)
@@ -158,8 +173,8 @@ def main(argv=None):
     peak = next((v for k, v in PEAK_BW.items() if gpu and k in gpu), None)
     print(f"# bench_scan  {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}  device={gpu or info['device']}  "
           f"torch={info['torch']}  threads={torch.get_num_threads()}  reps={reps}")
-    for dtype in dtypes:
-        for shp, fwd_only in shapes:
+    for shp, fwd_only in shapes:            # per shape: every dtype side by side (a cut-short run keeps whole shapes)
+        for dtype in dtypes:
             batch, dim, L, N = shp[:4]; G = shp[4] if len(shp) > 4 else 0
             t = inputs(batch, dim, L, N, a.device, dtype, G)
             esize = torch.finfo(dtype).bits // 8
@@ -175,6 +190,9 @@ def main(argv=None):
             base = 'cuda' if 'cuda' in rows else 'ref' if 'ref' in rows else next(iter(rows))
             title = f"(batch {batch}, dim {dim}, L {L}, N {N}{f', G {G}' if G else ''}) {str(dtype)[6:]}"
             table(title, rows, base, batch, dim, L, N, esize, max(G, 1), peak, cuda)
+    if cuda and triton_available():
+        try: print(picked_configs(), flush=True)
+        except Exception as e: print(f"picked configs: {type(e).__name__}: {e}")
     if cuda and not a.no_mamba and cuda_kernel_available():
         for dtype in dtypes: mamba_block(dtype, reps)
 

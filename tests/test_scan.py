@@ -258,12 +258,11 @@ GPU_CASES = [('var', 'var', 1000, True, True, torch.float32, 16), ('group', 'gro
 
 
 @needs_triton
-@pytest.mark.parametrize('kernel', ['seq', 'scan'])
+@pytest.mark.parametrize('kernel', ['seq', 'seq1', 'scan'])
 @pytest.mark.parametrize('Bk,Ck,L,extras,softplus,dtype,N', TRITON_CASES + [pytest.param(*c, marks=pytest.mark.skipif(
     not torch.cuda.is_available(), reason='long sequences: GPU only (the interpreter is slow)')) for c in GPU_CASES])
 def test_triton_vs_ref(Bk, Ck, L, extras, softplus, dtype, N, kernel):
-    "Our Triton kernels (the step-by-step one and the first, Appendix A) against the oracle: values, last state, gradients."
-    from medseg_tutor.ssm.scan import _selective_scan_triton
+    "Our Triton kernels (the step-by-step one, its first version, and Appendix A's) against the oracle: values, last state, gradients."
     dev = 'cuda' if torch.cuda.is_available() else 'cpu'
     if dev == 'cpu' and kernel == 'scan': pytest.skip('the first kernel is checked on the GPU only')
     t = make(batch=2, dim=8 if dev == 'cpu' else 64, L=L, N=N, B=Bk, C=Ck, G=2, dtype=torch.float32, device=dev)
@@ -273,7 +272,12 @@ def test_triton_vs_ref(Bk, Ck, L, extras, softplus, dtype, N, kernel):
     use = KEYS if extras else ('u', 'delta', 'A', 'B', 'C')
     a = [x.requires_grad_() if x is not None else None for x in args_of(t, use)]
     leaves = [x for x in a if x is not None]
-    o, s = _selective_scan_triton(*a, delta_softplus=softplus, kernel=kernel)
+    check_triton_against_ref(a, leaves, use, softplus, dtype, kernel=kernel)
+
+
+def check_triton_against_ref(a, leaves, use, softplus, dtype, **kw):
+    from medseg_tutor.ssm.scan import _selective_scan_triton
+    o, s = _selective_scan_triton(*a, delta_softplus=softplus, **kw)
     o_r, s_r = selective_scan_ref(*a, delta_softplus=softplus, return_last_state=True)
     tol = dict(rtol=1e-5, atol=1e-5) if dtype == torch.float32 else {}
     assert o.dtype == dtype
@@ -284,6 +288,28 @@ def test_triton_vs_ref(Bk, Ck, L, extras, softplus, dtype, N, kernel):
     for k, x, y in zip([k for k in KEYS if k in use], g, g_r):
         tl = 1e-4 if dtype == torch.float32 else 3e-2
         assert_close(x, y, f'grad {k}', rtol=tl, atol=tl * y.abs().max().item())
+
+
+def _config_cases():
+    from medseg_tutor.ssm import scan
+    if scan.triton is None: return [((2, 1), (2, 1))]
+    f, b = scan._FWD_PAIRS, scan._BWD_PAIRS
+    return [(f[i % len(f)], b[i % len(b)]) for i in range(max(len(f), len(b)))]
+
+
+@needs_triton
+@pytest.mark.parametrize('dtype', [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize('fwd_cfg,bwd_cfg', _config_cases())
+def test_triton_every_launch_config(fwd_cfg, bwd_cfg, dtype):
+    "Every (BD, warps) the autotuner may pick, forced, against the oracle (values, last state, gradients of all inputs)."
+    dev = 'cuda' if torch.cuda.is_available() else 'cpu'
+    if dtype == torch.bfloat16 and fwd_cfg[0] not in (8, 32): pytest.skip('bf16: two forward layouts suffice')
+    t = make(batch=2, dim=128 if dev == 'cuda' else 16, L=300 if dev == 'cuda' else 21, N=16 if dev == 'cuda' else 4,
+             B='var', C='group', G=2, dtype=torch.float32, device=dev)
+    t['delta'] = t['delta'].abs()
+    t = {k: (v.to(dtype) if k in ('u', 'delta', 'z') else v) for k, v in t.items()}
+    a = [x.requires_grad_() for x in args_of(t)]
+    check_triton_against_ref(a, a, KEYS, True, dtype, configs=(fwd_cfg, bwd_cfg))
 
 
 def test_triton_rejects_constant_B():
