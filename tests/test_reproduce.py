@@ -53,7 +53,7 @@ def _fake_run(d: Path, iou, f1, epochs=3, planned=None, evaluated=True):
 def test_table_format(tmp_path, monkeypatch):
     out = tmp_path/'t'
     for k, (iou, f1) in enumerate([(69.53, 78.31), (72.36, 80.96), (73.81, 82.63)], 1): _fake_run(out/f'split{k}-seed41', iou, f1)
-    monkeypatch.setattr(R, '_planned_epochs', lambda d: 3)
+    monkeypatch.setattr(R, '_planned_epochs', lambda d: dict(planned=3, fitted=None))
     md = R.table_markdown('busi-mobileutr', out, machine='test machine', command='medseg-tutor reproduce busi-mobileutr')
     lines = md.splitlines()
     assert 'Machine: test machine' in md and '`medseg-tutor reproduce busi-mobileutr`' in md
@@ -68,7 +68,7 @@ def test_table_format(tmp_path, monkeypatch):
     # a run stopped before its evaluation: best row of its log, marked, and the mean says so
     import shutil; shutil.rmtree(out/'split3-seed41'); _fake_run(out/'split3-seed41', 60.0, 70.0, evaluated=False)
     (out/'split3-seed41'/'last.pt').write_bytes(b'x')
-    monkeypatch.setattr(R, '_planned_epochs', lambda d: 300)
+    monkeypatch.setattr(R, '_planned_epochs', lambda d: dict(planned=300, fitted=None))
     md = R.table_markdown('busi-mobileutr', out, machine='m')
     row3 = next(l for l in md.splitlines() if l.startswith('| split3-seed41 '))
     assert '60.00 (log)' in row3 and 'partial (stopped after epoch 3)' in row3 and '3 of 300' in row3
@@ -147,3 +147,27 @@ def test_seeds_repeat_every_run(tmp_path, capsys):
     assert R.reproduce_main(p.parse_args(['busi-mobileutr', '--seeds', '41,42', '--dry-run', '--out', str(tmp_path/'m')])) == 0
     o = capsys.readouterr().out
     assert 'split3-seed42' in o and '--fold 3 --seed 42' in o and 'split3-seed43' not in o
+
+def test_fitted_schedule_is_not_full_length(tmp_path):
+    out = tmp_path/'t'
+    for k in (1, 2, 3): _fake_run(out/f'split{k}-seed41', 70.0 + k, 80.0 + k, epochs=3)
+    (out/'split2-seed41'/'train.log').write_text("time budget 475 s: 204 s used, ~2.31 s/epoch -> running 3 of 300 epochs; "
+                                                 "the lr schedule is re-fitted to end at epoch 3\n")
+    md = R.table_markdown('busi-mobileutr', out, machine='m', command='c')
+    row2 = next(l for l in md.splitlines() if l.startswith('| split2-seed41 '))
+    assert '3 of 300 (schedule fitted to the time budget)' in row2
+    assert '(1 not at full length)' in md or '(3 not at full length)' in md
+
+def test_fit_deadline_gives_each_phase_a_share(tmp_path, monkeypatch):
+    seen = []
+    class Done:
+        def __init__(self, cmd, **kw): seen.append(cmd); self.pid = 0
+        def poll(self): return 0
+    monkeypatch.setattr(R.subprocess, 'Popen', Done)
+    t = R.with_seeds(R.get_table('sirst-srsnet'), [41])
+    with pytest.raises(MedsegError, match='needs --deadline'): R.reproduce(t, tmp_path/'x', fit_deadline=True, verbose=False)
+    R.reproduce(t, tmp_path/'s', 'DATA', gpus='cpu', per_gpu=3, deadline_s=1000, fit_deadline=True, verbose=False, poll_s=0)
+    budgets = {c[c.index('--out') + 1].split('/')[-1]: float(c[c.index('--time-budget') + 1]) for c in seen if 'train' in c}
+    assert set(budgets) == {'R-seed41', 'S-dpconv-seed41', 'S-plain-seed41'}
+    assert 440 < budgets['R-seed41'] < 480                      # half of (1000 - 45 s kept for evaluation)
+    assert budgets['S-dpconv-seed41'] > 900 and budgets['S-plain-seed41'] > 900   # phase 2 gets what is left

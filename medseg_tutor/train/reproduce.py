@@ -4,7 +4,7 @@
 
 # %% ../../nbs/54_train.reproduce.ipynb #2713ac6a
 from __future__ import annotations
-import os, sys, json, time, shlex, signal, subprocess, statistics, datetime, platform, csv
+import os, re, sys, json, time, shlex, signal, subprocess, statistics, datetime, platform, csv
 from dataclasses import dataclass, field, asdict, replace
 from pathlib import Path
 from ..core import MedsegError
@@ -205,7 +205,10 @@ def _gpus(gpus) -> list:
         except Exception: n = 0
         return list(range(n)) or ['cpu']
     if isinstance(gpus, int): return list(range(gpus)) or ['cpu']
-    if isinstance(gpus, str): return [int(g) for g in gpus.split(',') if g.strip()] or ['cpu']
+    if isinstance(gpus, str):
+        if gpus.strip().lower() == 'cpu': return ['cpu']
+        try: return [int(g) for g in gpus.split(',') if g.strip()] or ['cpu']
+        except ValueError: raise MedsegError(f"--gpus takes GPU indices as a comma list (e.g. 1 or 0,1) or 'cpu', not '{gpus}'") from None
     return list(gpus) or ['cpu']
 
 def _order(table:Table) -> list[Run]:
@@ -223,6 +226,13 @@ def _check_recipes(table:Table):
     missing = sorted({r.recipe for r in table.runs} - set(list_recipes()))
     if missing: raise MedsegError(f"table '{table.name}' needs recipe(s) {missing}, which this install does not register "
                                   f"(medseg-tutor train --list shows the known ones)")
+
+_EVAL_MARGIN_S, _MIN_BUDGET_S = 45.0, 30.0
+
+def _depth(table:Table, run:Run) -> int:
+    "How many phases still wait behind `run` (0 for a run nothing starts from; 1 for a phase 1 with phase-2 runs after it)."
+    kids = [r for r in table.runs if r.after == run.name]
+    return 1 + max(_depth(table, k) for k in kids) if kids else 0
 
 class _Job:
     "One run's remaining steps ('train', 'eval') and the process running the current one."
@@ -243,11 +253,14 @@ def plan(table:str|Table, out, data_root=None, epochs:int|None=None, train_args=
 
 def reproduce(table:str|Table, out, data_root=None, gpus=None, per_gpu:int=1, epochs:int|None=None, dry_run:bool=False,
               train_args=(), deadline_s:float|None=None, device:str|None=None, poll_s:float=1.0, verbose:bool=True,
-              command:str|None=None, eval_stopped:bool=True) -> dict:
-    "Run every unfinished run of `table` under `out/<run>` (K = `per_gpu` at once per GPU), then write `out/table.md`."
+              command:str|None=None, eval_stopped:bool=True, fit_deadline:bool=False) -> dict:
+    "Run every unfinished run of `table` under `out/<run>` (K = `per_gpu` at once per GPU), then write `out/table.md`.\n"
+    "`fit_deadline`: each train gets a `--time-budget` (its share of what is left of `deadline_s`, phases in a chain\n"
+    "splitting it evenly) so that runs end with a complete, shortened schedule instead of being stopped."
     table, out = get_table(table), Path(out)
     say = print if verbose else (lambda *a, **k: None)
     if per_gpu < 1: raise MedsegError(f"per_gpu must be >= 1, got {per_gpu}")
+    if fit_deadline and deadline_s is None: raise MedsegError("--fit-deadline needs --deadline (the seconds to fit the table into)")
     if dry_run:
         p = plan(table, out, data_root, epochs, train_args, device)
         for row in p:
@@ -279,6 +292,9 @@ def reproduce(table:str|Table, out, data_root=None, gpus=None, per_gpu:int=1, ep
             (d/'eval_partial.json').unlink(missing_ok=True)      # scores of an unfinished run go stale once it trains on
             init = out/r.after/'best.pt' if r.after else None
             args = train_command(r, d, data_root, epochs, run_status(d) == 'partial', init, train_args, dev)
+            if fit_deadline and '--time-budget' not in args:
+                left = deadline_s - (time.monotonic() - t0) - _EVAL_MARGIN_S
+                args += ['--time-budget', f"{max(_MIN_BUDGET_S, left / (1 + _depth(table, r))):.0f}"]
             so, se = open(d/'train.log', 'a'), subprocess.STDOUT
         else:
             args = eval_command(r, d/'best.pt', data_root, dev)
@@ -409,20 +425,29 @@ def summarize(table:str|Table, out) -> list[dict]:
         st = run_status(d)
         if st != 'done' and att and att[-1]['rc'] != 0 and not att[-1].get('note'): st = f"failed (exit {att[-1]['rc']}, see {att[-1]['step'] == 'train' and 'train.log' or 'eval.err'})"
         rows.append(dict(run=r.name, recipe=r.recipe, fold=r.fold, seed=r.seed, arm=r.arm, status=st,
-                         epochs=len(log), planned=_planned_epochs(d), best_epoch=best, metrics=run_metrics(d) if r.evaluate else {},
+                         epochs=len(log), **_planned_epochs(d), best_epoch=best, metrics=run_metrics(d) if r.evaluate else {},
                          train_s=round(sum(a['wall_s'] for a in att if a['step'] == 'train'), 1), attempts=len([a for a in att if a['step'] == 'train'])))
     return rows
 
-def _planned_epochs(d) -> int|None:
+_FITTED = re.compile(r"time budget .*running (\d+) of (\d+) epochs")
+
+def _planned_epochs(d) -> dict:
+    "{'planned': the epochs the run was asked for, 'fitted': the epochs a --time-budget re-fitted its schedule to (or None)}."
     for name in ('last.pt', 'best.pt'):
         p = Path(d)/name
         if p.is_file():
             try:
                 from medseg_tutor.train.checkpoint import load_checkpoint   # weights_only=True + hash check
                 sd = load_checkpoint(p, map_location='cpu')
-                return int(sd['config']['epochs'])
+                n = int(sd['config']['epochs']); req = int(sd.get('requested_epochs') or n)
+                return dict(planned=req, fitted=n if n < req else None)
             except Exception: pass
-    return None
+    log = Path(d)/'train.log'            # no checkpoint here (e.g. copied back without *.pt): the engine's own words
+    hits = _FITTED.findall(log.read_text(errors='replace')) if log.is_file() else []
+    if hits:
+        n, req = map(int, hits[-1])
+        return dict(planned=req, fitted=n if n < req else None)
+    return dict(planned=None, fitted=None)
 
 def _machine() -> str:
     try:
@@ -443,7 +468,7 @@ def table_markdown(table:str|Table, out, rows:list[dict]|None=None, machine:str|
           '|---|---|---|---:|---:|---:|---:|' + '---:|' * len(keys) + '---|']
     for r in rows:
         m = r['metrics']
-        ep = f"{r['epochs']}" + (f" of {r['planned']}" if r['planned'] else '')
+        ep = f"{r['epochs']}" + (f" of {r['planned']}" if r['planned'] else '') + (" (schedule fitted to the time budget)" if r.get('fitted') else '')
         st = f"{r['status']} (stopped after epoch {r['epochs']})" if r['status'] == 'partial' and r['epochs'] else r['status']
         mark = {'log': ' (log)', 'partial': ' (so far)'}.get(m.get('source'), '')
         vals = [_fmt(m.get(k), m.get(f'{k}_std')) + mark for k in keys] if m else ['–'] * len(keys)
@@ -506,12 +531,15 @@ def add_reproduce_args(p):
     p.add_argument('--list', action='store_true', help='list the tables and their runs, then exit')
     p.add_argument('--out', help='output folder (one sub-folder per run, table.md, curves.png); default runs/reproduce/<table>')
     p.add_argument('--data-root', help="folder holding busi/ or sirst/, or a .devcache/*.npz cache; default $MEDSEG_TUTOR_DATA")
-    p.add_argument('--gpus', help="GPUs to use: a count or a comma list (e.g. 0,1); default all visible, else the CPU")
+    p.add_argument('--gpus', help="GPUs to use: indices as a comma list (e.g. 1 or 0,1) or 'cpu'; default all visible, else the CPU")
     p.add_argument('--per-gpu', type=int, default=1, help='runs at once on each GPU (default 1)')
     p.add_argument('--epochs', type=int, help="override every run's epochs (smoke tests; the table then says so)")
     p.add_argument('--seeds', help="comma list of seeds replacing the table's seeds (each split once per seed)")
     p.add_argument('--train-args', default='', help="extra flags for every train, e.g. '--amp bf16 --channels-last'")
     p.add_argument('--deadline', type=float, help='seconds: then stop the running processes (they resume next time)')
+    p.add_argument('--fit-deadline', action='store_true',
+                   help="with --deadline: give each train a --time-budget (phases in a chain split what is left) so that every run "
+                        "ends with a complete, shortened schedule; the table then says how many epochs each run had")
     p.add_argument('--device', help="--device passed to train and eval (default: cuda on a GPU slot, else cpu)")
     p.add_argument('--dry-run', action='store_true', help='print each run, its status and the commands it needs; run nothing')
     p.add_argument('--table-only', action='store_true', help='only (re)write table.md from what the run folders hold')
@@ -534,5 +562,5 @@ def reproduce_main(ns) -> int:
     if ns.table_only:
         out.mkdir(parents=True, exist_ok=True); print(write_table(t, out, cmd)); return 0
     res = reproduce(t, out, ns.data_root, ns.gpus, ns.per_gpu, ns.epochs, ns.dry_run, shlex.split(ns.train_args),
-                    ns.deadline, ns.device, command=cmd)
+                    ns.deadline, ns.device, command=cmd, fit_deadline=ns.fit_deadline)
     return 1 if res.get('failed') else 0
