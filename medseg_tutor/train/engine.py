@@ -176,7 +176,7 @@ def seg_evaluate(trainer:'Trainer', data) -> dict:
         with trainer.autocast(): p = torch.sigmoid(trainer.model(x).float())
         if rest and rest[0] is not None: m.update(p, y, roi=rest[0])
         else: m.update(p, y)
-    return _scalars(m.compute())
+    return _scalars(m.compute(pooled=True))
 
 class Callback:
     "Hooks around the loop; each takes the trainer. `state_dict()` is saved in `last.pt` (plain numbers/tensors only)."
