@@ -234,3 +234,19 @@ def test_example_data_stand_ins_in_the_real_layouts(tmp_path, monkeypatch):
     bm = MedMNISTDataset('breastmnist', 'train', make_example_dataset('medmnist', tmp_path/'mm', n=4))
     assert len(bm) == 4 and bm.labels.shape == (4, 1)
     with pytest.raises(DataError, match='unknown'): make_example_dataset('nope', tmp_path/'x')
+
+def test_tensor_set_resized_keeps_everything_but_the_size():
+    "TensorSegData.resized: images bilinear (antialiased) uint8, masks and roi nearest, names / normalisation / augmentation kept."
+    g = torch.Generator().manual_seed(0)
+    ims = torch.randint(0, 256, (3, 1, 32, 32), generator=g, dtype=torch.uint8)
+    ms = (torch.rand(3, 1, 32, 32, generator=g) > 0.5).to(torch.uint8); roi = torch.ones_like(ms); roi[..., 24:, :] = 0
+    d = TensorSegData(ims, ms, ['a', 'b', 'c'], in_channels=3, normalize='released', augment=True, roi=roi,
+                      orig_hw=[(64, 80)] * 3, content_hw=[(24, 32)] * 3)
+    r = d.resized(16)
+    assert r.hw == (16, 16) and r.images.dtype == torch.uint8 and r.names == ['a', 'b', 'c']
+    assert (r.normalize, r.augment, r.in_channels, r.orig_hw, r.content_hw) == ('released', True, 3, d.orig_hw, [(12, 16)] * 3)
+    assert torch.equal(r.masks, ms[:, :, ::2, ::2]) and torch.equal(r.roi, roi[:, :, ::2, ::2])     # nearest, exactly
+    ramp = TensorSegData((torch.arange(32) * 8).to(torch.uint8).expand(1, 1, 32, 32).contiguous(), ms[:1]).resized(16)
+    assert torch.equal(ramp.images[0, 0, :, 1:-1], (torch.arange(1, 15) * 16 + 4).to(torch.uint8).expand(16, 14))   # linear: the value at each new centre
+    assert d.resized((32, 32)) is d and d.resized((8, 12)).hw == (8, 12)
+    with pytest.raises(DataError): TensorSegData(ims.float(), ms).resized(16)

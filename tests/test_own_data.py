@@ -197,3 +197,21 @@ def test_write_datalist_round_trip_relative_paths(tmp_path):
     r = read_datalist(p)
     assert r['validation'][0]['label'].resolve() == (tmp_path/'lab'/'s1.png').resolve() and r['test'][0]['label'] is None
     with pytest.raises(DataError, match='section'): write_datalist(tmp_path/'e.json', {'train2': []})
+
+def test_one_image_geometry_for_training_read_for_model_and_infer(tmp_path):
+    "fit_to_rule is the geometry of training (FolderSegDataset.load), read_for_model and train.infer.to_model_input."
+    from medseg_tutor.data.folder import fit_to_rule
+    from medseg_tutor.train import infer
+    rng = np.random.default_rng(0)
+    _save(rng.integers(0, 256, (30, 50, 3), dtype=np.uint8), tmp_path/'i'/'a.png'); _save(np.full((30, 50), 255, np.uint8), tmp_path/'m'/'a.png')
+    for size in (40, [24, 40], None):
+        ds = FolderSegDataset(tmp_path/'i', tmp_path/'m', size=size, pad_multiple=16)
+        img = ds.read(0)[0]
+        a, ch = fit_to_rule(img, ds.rule)
+        assert np.array_equal(a, ds.load(0)[0]) and a.shape[0] % 16 == 0 and a.shape[1] % 16 == 0
+        spec = infer.preprocess_spec({'preprocess': ds.preprocess})
+        b, undo = infer.to_model_input(img, spec)
+        assert np.array_equal(a, b) and undo['inner'] == ch and undo['hw'] == (30, 50)
+        x, info = read_for_model(tmp_path/'i'/'a.png', ds.preprocess)
+        assert torch.allclose(x, infer.prepare(torch.from_numpy(b).permute(2, 0, 1)[None].contiguous(), spec), atol=1e-6)
+        assert info == {'orig_hw': (30, 50), 'content_hw': ch}

@@ -21,8 +21,8 @@ class DataWarning(UserWarning):
 # %% auto #0
 __all__ = ['IMG_EXTS', 'LOSSY_EXTS', 'DataWarning', 'read_split', 'split_names', 'read_datalist', 'write_datalist',
            'image_channels', 'read_image', 'parse_label_map', 'mask_values', 'read_mask', 'size_rule', 'content_hw',
-           'padded_hw', 'resize_back', 'pair_files', 'FolderSegDataset', 'load_own_data', 'read_for_model',
-           'add_data_args', 'data_from_args']
+           'padded_hw', 'fit_to_rule', 'resize_back', 'pair_files', 'FolderSegDataset', 'load_own_data',
+           'read_for_model', 'add_data_args', 'data_from_args']
 
 # %% ../../nbs/46_data.folder.ipynb #c4fae9eb
 # ------------------------------------------------------------------ text files: split lists and datalists
@@ -261,6 +261,16 @@ def _pad(a:np.ndarray, hw) -> np.ndarray:
     pad = [(0, h - a.shape[0]), (0, w - a.shape[1])] + [(0, 0)] * (a.ndim - 2)
     return np.pad(a, pad)
 
+def fit_to_rule(img:np.ndarray, # uint8 (H, W, C) image at its own size
+                rule:dict, # a size rule (`size_rule`, or what a checkpoint's preprocessing records)
+                antialias:bool=True, # PIL bilinear (antialiased when shrinking) or plain bilinear (OpenCV INTER_LINEAR)
+               ) -> tuple[np.ndarray, tuple[int, int]]:
+    "The image at the model's geometry: resized to `content_hw` and zero-padded (bottom/right) to `padded_hw`; and that content size.\n"
+    "The one image geometry of training (`FolderSegDataset.load`), `read_for_model` and `train.infer`."
+    ch = content_hw(img.shape[:2], rule)
+    a = _resize(img, ch, nearest=False) if antialias else _resize_plain(img, ch)
+    return _pad(a, padded_hw(img.shape[:2], rule)), tuple(ch)
+
 def resize_back(probs:torch.Tensor, # (B, K, H, W) model output on the padded canvas (probabilities or logits)
                 content:tuple[int, int], # content size (before padding) of this image
                 orig:tuple[int, int], # the image's own size
@@ -442,13 +452,13 @@ class FolderSegDataset:
     def load(self, i:int) -> tuple[np.ndarray, np.ndarray, np.ndarray|None]:
         "After the size rule: image (h, w, C), mask (h, w), roi (h, w) or None; padding is marked 0 in roi."
         img, mask, roi = self.read(i)
-        ch = content_hw(img.shape[:2], self.rule); ph = padded_hw(img.shape[:2], self.rule)
-        img = _resize(img, ch, nearest=False) if self.antialias else _resize_plain(img, ch)
+        ph = padded_hw(img.shape[:2], self.rule)
+        img, ch = fit_to_rule(img, self.rule, self.antialias)
         mask = _resize(mask, ch, nearest=True)
         if roi is not None: roi = _resize(roi, ch, nearest=True)
         if ph != ch:
             roi = np.ones(ch, np.uint8) if roi is None else roi
-            img, mask, roi = _pad(img, ph), _pad(mask, ph), _pad(roi, ph)
+            mask, roi = _pad(mask, ph), _pad(roi, ph)
         return img, mask, roi
 
     def __getitem__(self, i:int) -> dict:
@@ -550,9 +560,8 @@ def read_for_model(path:str|os.PathLike, # one image file
     "The image as the model saw its training data: (1, C, h, w) float normalised, and {'orig_hw', 'content_hw'} for `resize_back`."
     from medseg_tutor.data.transforms import apply_normalize
     c = int(preprocess.get('in_channels', 3)); rule = preprocess.get('size') or {'rule': 'native', 'pad_multiple': 16}
-    img = read_image(path, 1 if c == 1 else 3)
-    ohw = img.shape[:2]; chw = content_hw(ohw, rule)
-    img = _pad(_resize(img, chw, nearest=False), padded_hw(ohw, rule))
+    img = read_image(path, 1 if c == 1 else 3); ohw = img.shape[:2]
+    img, chw = fit_to_rule(img, rule, bool(preprocess.get('antialias', True)))
     x = torch.from_numpy(np.array(img)).permute(2, 0, 1)[None].float() / 255
     x = apply_normalize(x, preprocess.get('normalize', 'imagenet'))
     return x, {'orig_hw': tuple(ohw), 'content_hw': tuple(chw)}

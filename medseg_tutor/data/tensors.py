@@ -211,6 +211,20 @@ class TensorSegData:
                          names=[self.names[r] for r in rows], orig_hw=None if self.orig_hw is None else [self.orig_hw[r] for r in rows],
                          content_hw=None if self.content_hw is None else [self.content_hw[r] for r in rows], dataset=None)
 
+    def resized(self, size:int|Sequence[int]) -> 'TensorSegData':
+        "The whole set at `size` (one edge S: S x S, or (H, W)): images bilinear with antialiasing (uint8, rounded), masks and\n"
+        "roi nearest; names, channels, normalisation, augmentation, original sizes and source dataset are kept."
+        import torch.nn.functional as F
+        hw = (int(size), int(size)) if isinstance(size, (int, np.integer)) else tuple(int(v) for v in size)
+        if len(hw) != 2 or min(hw) < 1: raise ShapeError(f"resized: size must be S or (H, W) with positive values, got {size!r}")
+        if hw == self.hw: return self
+        if self.images.dtype != torch.uint8: raise DataError("resized: only uint8 images can be resized (float images are already prepared)")
+        ims = F.interpolate(self.images.float(), size=hw, mode='bilinear', antialias=True, align_corners=False)
+        near = lambda t: None if t is None else F.interpolate(t.float(), size=hw, mode='nearest').to(t.dtype)
+        sh, sw = hw[0] / self.hw[0], hw[1] / self.hw[1]
+        chw = None if self.content_hw is None else [(max(1, round(h * sh)), max(1, round(w * sw))) for h, w in self.content_hw]
+        return self._new(images=ims.round().clamp(0, 255).to(torch.uint8), masks=near(self.masks), roi=near(self.roi), content_hw=chw)
+
     def prepare(self, images:torch.Tensor) -> torch.Tensor:
         "uint8 -> float in [0, 1] -> normalised once; grey repeated to `in_channels`; float input is taken as prepared."
         x = images

@@ -13,12 +13,12 @@ import torch.nn.functional as F
 from ..core import MedsegError, DataError, get_device
 from .checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint
 from ..data.transforms import NORMALIZE_MODES
+from ..data.folder import read_image, content_hw, fit_to_rule, resize_back   # the one reader and geometry
 
 # %% auto #0
-__all__ = ['IMG_EXTS', 'InferenceWarning', 'preprocess_spec', 'read_image', 'content_hw', 'to_model_input', 'prepare',
-           'back_to_image', 'predict_maps', 'predict_probs', 'to_labels', 'eval_source', 'evaluate_checkpoint',
-           'write_rows', 'image_files', 'output_stems', 'predict_files', 'add_eval_args', 'eval_main',
-           'add_predict_args', 'predict_main']
+__all__ = ['IMG_EXTS', 'InferenceWarning', 'preprocess_spec', 'to_model_input', 'prepare', 'back_to_image', 'predict_maps',
+           'predict_probs', 'to_labels', 'eval_source', 'evaluate_checkpoint', 'write_rows', 'image_files',
+           'output_stems', 'predict_files', 'add_eval_args', 'eval_main', 'add_predict_args', 'predict_main']
 
 # %% ../../nbs/53_train.infer.ipynb #ed116782
 class InferenceWarning(UserWarning):
@@ -52,32 +52,10 @@ def preprocess_spec(meta:dict) -> dict:
                 invert=bool(mask.get('invert', False)), label_map=mask.get('label_map')))
 
 # %% ../../nbs/53_train.infer.ipynb #c10acff1
-def _data_layer():
-    "read_image(path, channels) and resize(a, hw, antialias) of the training data reader."
-    from medseg_tutor.data import folder as Fo
-    return Fo.read_image, lambda a, hw, aa: Fo._resize(a, tuple(hw), False) if aa else Fo._resize_plain(a, tuple(hw))
-
-def read_image(path, channels:int=3) -> np.ndarray:
-    "Decode an image as uint8 (H, W, channels) with the training data reader (16-bit rescaled the same way)."
-    return _data_layer()[0](path, channels)
-
-def content_hw(hw:tuple, rule:dict) -> tuple[int, int]:
-    "Size an image of `hw` is resized to before padding (the data layer's size rule)."
-    h, w = hw
-    if rule['rule'] == 'fixed': return tuple(int(v) for v in rule['hw'])
-    if rule['rule'] == 'native': return (h, w)
-    s = rule['edge'] / max(h, w)
-    return (max(1, round(h * s)), max(1, round(w * s)))
-
 def to_model_input(img:np.ndarray, spec:dict) -> tuple[np.ndarray, dict]:
     "uint8 (H, W, C) → uint8 (h, w, C) resized and padded by the size rule, and `undo` = dict(hw=(H, W), inner=(h', w'))."
-    hw, rule = img.shape[:2], spec['rule']
-    inner = content_hw(hw, rule)
-    a = _data_layer()[1](img, inner, spec['antialias']) if tuple(inner) != tuple(hw) else img
-    m = int(rule.get('pad_multiple', 1) or 1)
-    ph, pw = -inner[0] % m, -inner[1] % m
-    if ph or pw: a = np.pad(a, ((0, ph), (0, pw), (0, 0)))
-    return a, dict(hw=tuple(hw), inner=tuple(inner))
+    a, inner = fit_to_rule(img, spec['rule'], spec['antialias'])     # the training reader's geometry (data.folder)
+    return a, dict(hw=tuple(img.shape[:2]), inner=tuple(inner))
 
 def _tensor_data_cls():
     from medseg_tutor.data.tensors import TensorSegData
@@ -92,7 +70,6 @@ def prepare(batch_uint8:torch.Tensor, spec:dict) -> torch.Tensor:
 
 def back_to_image(prob:torch.Tensor, undo:dict) -> torch.Tensor:
     "Probabilities (K, h, w) at the model geometry → (K, H, W) at the image's own size (crop the pad, bilinear)."
-    from medseg_tutor.data.folder import resize_back                  # the data layer's own crop + bilinear
     return resize_back(prob[None], undo['inner'], undo['hw'])[0]
 
 @torch.no_grad()
@@ -233,9 +210,7 @@ def evaluate_checkpoint(ckpt, data_root=None, split:str|None=None, fold:int|None
         d = _tensor_data_cls().from_npz(data_root, split, fold, in_channels=spec['in_channels'], normalize=spec['normalize'])
         hw = spec['rule'].get('hw')
         if spec['rule']['rule'] == 'fixed' and hw and tuple(hw) != d.hw:   # trained at another size: resize as training did
-            from medseg_tutor.train.recipes import _resize
-            if hw[0] != hw[1]: raise MedsegError(f"this checkpoint was trained at {hw[0]}x{hw[1]}; a cache is resized to squares only")
-            d = _resize(d, int(hw[0]))
+            d = d.resized(tuple(hw))
         names = list(d.names)
         with torch.no_grad():
             for s in range(0, len(d), batch_size):
@@ -265,7 +240,7 @@ def evaluate_checkpoint(ckpt, data_root=None, split:str|None=None, fold:int|None
                 for c in range(1, p.shape[0]):
                     mc = per_class.setdefault(c, _metrics_obj(False, threshold))
                     upd(mc, (lab == c).float()[None, None], torch.from_numpy((gt == c).astype(np.float32))[None, None], r, n)
-    res = {k: v for k, v in m.compute().items()}
+    res = {k: v for k, v in m.compute(pooled=True).items()}   # + iou_pooled etc. (infrared tables report pooled IoU)
     if ds is not None and per_class:                                 # foreground-vs-background above, per class here
         for c, mc in sorted(per_class.items()):
             rc = mc.compute()
