@@ -155,7 +155,9 @@ def test_fitted_schedule_is_not_full_length(tmp_path):
                                                  "the lr schedule is re-fitted to end at epoch 3\n")
     md = R.table_markdown('busi-mobileutr', out, machine='m', command='c')
     row2 = next(l for l in md.splitlines() if l.startswith('| split2-seed41 '))
-    assert '3 of 300 (schedule fitted to the time budget)' in row2
+    assert '3 of 300 †' in row2 and "† the run's schedule was fitted to a time budget" in md
+    assert '| run | split | seed | epochs |' in md         # one-recipe, one-arm table: no arm or recipe column
+    assert '† the run' not in R.table_markdown('busi-mobileutr', tmp_path/'empty', machine='m')
     assert '(1 not at full length)' in md or '(3 not at full length)' in md
 
 def test_fit_deadline_gives_each_phase_a_share(tmp_path, monkeypatch):

@@ -457,23 +457,34 @@ def _machine() -> str:
     except Exception: return platform.platform()
 
 def table_markdown(table:str|Table, out, rows:list[dict]|None=None, machine:str|None=None, command:str|None=None) -> str:
-    "The Markdown table: one row per run, mean ± std over the runs of each arm, then the published rows."
+    "The Markdown table: one row per run, mean ± std over the runs of each arm, then the published rows.\n"
+    "Columns that would say the same on every row (the arm of a one-arm table, a single recipe) are left out."
     table = get_table(table); rows = summarize(table, out) if rows is None else rows
     keys = table.metrics
     heads = [METRIC_LABELS.get(k, k) for k in keys]
+    show_arm = len({r['arm'] for r in rows}) > 1 or any(r['arm'] for r in rows)
+    recipes = list(dict.fromkeys(r['recipe'] for r in rows))
+    show_recipe = len(recipes) > 1 and not show_arm          # with arms, the arm names the recipe
+    lead = ['run'] + (['arm'] if show_arm else []) + (['recipe'] if show_recipe else [])
+    n_lead = len(lead)
     L = [f"### {table.name}: {table.title}", '',
          f"Machine: {machine or _machine()}; written {datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M')} UTC."]
     if command: L.append(f"Command: `{command}`")
-    L += ['', '| run | arm | recipe | split | seed | epochs run | best epoch | ' + ' | '.join(heads) + ' | status |',
-          '|---|---|---|---:|---:|---:|---:|' + '---:|' * len(keys) + '---|']
+    if not show_recipe and len(recipes) == 1: L.append(f"All runs: recipe `{recipes[0]}`.")
+    L += ['', '| ' + ' | '.join(lead + ['split', 'seed', 'epochs', 'best epoch'] + heads + ['status']) + ' |',
+          '|' + '---|' * n_lead + '---:|---:|---:|---:|' + '---:|' * len(keys) + '---|']
+    fitted = False
     for r in rows:
         m = r['metrics']
-        ep = f"{r['epochs']}" + (f" of {r['planned']}" if r['planned'] else '') + (" (schedule fitted to the time budget)" if r.get('fitted') else '')
+        ep = f"{r['epochs']}" + (f" of {r['planned']}" if r['planned'] else '') + (' †' if r.get('fitted') else '')
+        fitted |= bool(r.get('fitted'))
         st = f"{r['status']} (stopped after epoch {r['epochs']})" if r['status'] == 'partial' and r['epochs'] else r['status']
         mark = {'log': ' (log)', 'partial': ' (so far)'}.get(m.get('source'), '')
         vals = [_fmt(m.get(k), m.get(f'{k}_std')) + mark for k in keys] if m else ['–'] * len(keys)
-        L.append(f"| {r['run']} | {r['arm'] or '–'} | {r['recipe']} | {r['fold'] or '–'} | {r['seed'] if r['seed'] is not None else '–'} | "
-                 f"{ep} | {r['best_epoch'] or '–'} | " + ' | '.join(vals) + f" | {st} |")
+        first = [r['run']] + ([r['arm'] or '–'] if show_arm else []) + ([r['recipe']] if show_recipe else [])
+        L.append('| ' + ' | '.join(first + [str(r['fold'] or '–'), str(r['seed']) if r['seed'] is not None else '–', ep,
+                                            str(r['best_epoch'] or '–')] + vals + [st]) + ' |')
+    blank = ' | ' * (n_lead - 1)
     for arm in dict.fromkeys(r['arm'] for r in rows):
         got = [r for r in rows if r['arm'] == arm and r['metrics']]
         if not got: continue
@@ -483,13 +494,16 @@ def table_markdown(table:str|Table, out, rows:list[dict]|None=None, machine:str|
             v = [r['metrics'][k] for r in got if k in r['metrics']]
             stats.append(_fmt(statistics.mean(v), statistics.stdev(v) if len(v) > 1 else None) if v else '–')
         label = f"**mean ± std over {len(got)} run(s)**" + ('' if n_done == len(got) else f" ({len(got) - n_done} not at full length)")
-        L.append(f"| {label} | {arm or '–'} | | | | | | " + ' | '.join(stats) + ' | |')
+        first = [label] + ([arm or '–'] if show_arm else []) + ([''] if show_recipe else [])
+        L.append('| ' + ' | '.join(first + ['', '', '', ''] + stats + ['']) + ' |')
     for p in table.published:
         vals = []
         for k in keys:
             v = p.metrics.get(k)
             vals.append('–' if v is None else _fmt(*v) if isinstance(v, (tuple, list)) else _fmt(v))
-        L.append(f"| published: {p.label} | | | | | | | " + ' | '.join(vals) + ' | |')
+        L.append('| ' + ' | '.join([f"published: {p.label}"] + [''] * (n_lead - 1) + ['', '', '', ''] + vals + ['']) + ' |')
+    if fitted: L += ['', "† the run's schedule was fitted to a time budget (`--time-budget`, `--fit-deadline`): a complete "
+                         "schedule, shorter than the recipe's."]
     L += [''] + [f"- {p.label}: {p.source}" for p in table.published]
     if table.notes: L += ['', table.notes]
     return '\n'.join(L) + '\n'
