@@ -31,7 +31,8 @@ def test_cli_normalize_flag_recorded_and_used_by_eval(tmp_path, flag):
     assert meta['preprocess']['normalize'] == (flag or 'imagenet')
     rc, o, e = run_cli(['eval', '--ckpt', str(out/'best.pt'), '--data-root', str(tmp_path), '--json', '--device', 'cpu'])
     assert rc == 0, e
-    assert 0 <= json.loads(o[o.index('{'):])['iou'] <= 1
+    res = json.loads(o[o.index('{'):])
+    assert 0 <= res['iou'] <= 1 and 0 <= res['iou_pooled'] <= 1      # pooled IoU too: the infrared tables report it
 
 def test_cli_normalize_refused_where_it_does_not_apply(tmp_path):
     rc, o, e = run_cli(['train', '--recipe', 'demo-mobileutr', '--normalize', 'released', '--max-steps', '1',
