@@ -9,8 +9,7 @@ Bytes/s is the *minimum* traffic of a fused kernel (read u, delta, z, B, C and w
 the output gradient and writes the input gradients) divided by the time: the PyTorch paths move far more than
 that, so their number is an "effective" bandwidth, comparable across implementations.
 Implementations: ref (Python loop, the oracle), parallel, chunked, blocked (CPU inference only), triton (ours),
-triton_v1 (ours as measured on 2026-11-29: fewer launch configs, first backward), triton_scan (our first kernel,
-Appendix A of nbs/01; only with --impls), cuda (mamba-ssm's selective_scan_fn), auto.
+triton_scan (our first kernel, Appendix A of nbs/01; only with --impls), cuda (mamba-ssm's selective_scan_fn), auto.
 On a GPU, the Triton rows also print the launch config the autotuner picked (BD, warps) for forward and backward.
 """
 import argparse, sys, time, math
@@ -50,10 +49,9 @@ def gpu_time(fn, warmup, reps):
 
 
 def scan_fn(impl):
-    if impl in ('triton_scan', 'triton_v1'):
+    if impl == 'triton_scan':
         from medseg_tutor.ssm.scan import _selective_scan_triton
-        kernel = dict(triton_scan='scan', triton_v1='seq1')[impl]
-        return lambda *a, delta_softplus: _selective_scan_triton(*a, delta_softplus, kernel=kernel)[0]
+        return lambda *a, delta_softplus: _selective_scan_triton(*a, delta_softplus, kernel='scan')[0]
     return lambda *a, delta_softplus: selective_scan(*a, delta_softplus=delta_softplus, impl=impl)
 
 
@@ -85,7 +83,7 @@ def picked_configs():
     "The (BD, warps) each autotuned Triton kernel picked so far, per key (dim, L, N, [store_hs,] dtypes)."
     from medseg_tutor.ssm import scan
     out = []
-    for name in ('fwd_tuned', 'bwd_tuned', 'fwd_tuned_v1', 'bwd_tuned_v1'):
+    for name in ('fwd_tuned', 'bwd_tuned'):
         for key, cfg in getattr(getattr(scan, name, None), 'cache', {}).items():
             ints = ','.join(str(x) for x in key if isinstance(x, int))
             dts = '/'.join(sorted({str(x).replace('torch.', '') for x in key if not isinstance(x, int)}))
@@ -164,7 +162,7 @@ def main(argv=None):
     shapes = a.shapes or ('16,768,216,16;8,1536,4096,16;32,2048,1024,16;8,1536,4096,16,4' if cuda
                           else '2,256,2048,16:fwd;1,64,2048,16')     # ':fwd' = inference only (no backward)
     shapes = [(tuple(int(x) for x in s.split(':')[0].split(',')), s.endswith(':fwd')) for s in shapes.split(';')]
-    if cuda: impls = ['cuda'] * cuda_kernel_available() + ['triton', 'triton_v1'] * triton_available() + ['chunked']
+    if cuda: impls = ['cuda'] * cuda_kernel_available() + ['triton'] * triton_available() + ['chunked']
     else: impls = ['auto', 'blocked', 'chunked', 'parallel', 'ref']
     if a.impls: impls = a.impls.split(',')
     reps = a.reps or (10 if cuda else 3)

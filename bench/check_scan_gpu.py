@@ -2,7 +2,7 @@
 our Triton / chunked paths, for every B/C layout and dtype; prints max differences of out and last_state (no asserts:
 the asserting versions are in tests/test_scan.py)."""
 import torch
-from medseg_tutor.ssm.scan import selective_scan, selective_scan_ref, _selective_scan_triton
+from medseg_tutor.ssm.scan import selective_scan, selective_scan_ref
 from mamba_ssm.ops.selective_scan_interface import selective_scan_fn, selective_scan_ref as mamba_ref
 
 torch.manual_seed(0)
@@ -22,7 +22,6 @@ for dtype in (torch.float32, torch.bfloat16):
                'chunked': selective_scan(*a, delta_softplus=True, return_last_state=True, impl='chunked')}
         if kind != 'const':
             res['triton'] = selective_scan(*a, delta_softplus=True, return_last_state=True, impl='triton')
-            res['triton_v1'] = _selective_scan_triton(*a, delta_softplus=True, kernel='seq1')
         o0, s0 = res['ours_ref']
         line = []
         for k, (o, s) in res.items():

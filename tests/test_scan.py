@@ -258,11 +258,11 @@ GPU_CASES = [('var', 'var', 1000, True, True, torch.float32, 16), ('group', 'gro
 
 
 @needs_triton
-@pytest.mark.parametrize('kernel', ['seq', 'seq1', 'scan'])
+@pytest.mark.parametrize('kernel', ['seq', 'scan'])
 @pytest.mark.parametrize('Bk,Ck,L,extras,softplus,dtype,N', TRITON_CASES + [pytest.param(*c, marks=pytest.mark.skipif(
     not torch.cuda.is_available(), reason='long sequences: GPU only (the interpreter is slow)')) for c in GPU_CASES])
 def test_triton_vs_ref(Bk, Ck, L, extras, softplus, dtype, N, kernel):
-    "Our Triton kernels (the step-by-step one, its first version, and Appendix A's) against the oracle: values, last state, gradients."
+    "Our Triton kernels (the step-by-step one of §12 and Appendix A's) against the oracle: values, last state, gradients."
     dev = 'cuda' if torch.cuda.is_available() else 'cpu'
     if dev == 'cpu' and kernel == 'scan': pytest.skip('the first kernel is checked on the GPU only')
     t = make(batch=2, dim=8 if dev == 'cpu' else 64, L=L, N=N, B=Bk, C=Ck, G=2, dtype=torch.float32, device=dev)

@@ -410,112 +410,6 @@ if triton is not None:
         tl.store(LAST + (pid_b * dim + offs_d)[None, :] * N + offs_n[:, None] * s_ad, h, mask=mn[:, None])
 
     @triton.jit
-    def _bwd_seq(U, DT, A, Bp, Cp, Dp, Z, DB, GOUT, GLAST, HS,
-                 GU, GDT, GZ, GA, GB, GC, GD, GDB,
-                 L, dim, chan_per_group, n_chunks,
-                 s_bb, s_bg, s_bn, s_bl, s_cb, s_cg, s_cn, s_cl,
-                 s_gbb, s_gbg, s_gcb, s_gcg,
-                 N: tl.constexpr, NP: tl.constexpr, BD: tl.constexpr, TL: tl.constexpr,
-                 HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_DB: tl.constexpr, SOFTPLUS: tl.constexpr):
-        pid_b, pid_d = tl.program_id(0), tl.program_id(1)
-        offs_d = pid_d * BD + tl.arange(0, BD)
-        offs_n = tl.arange(0, NP)
-        mn = offs_n < N
-        g = (pid_d * BD) // chan_per_group
-        aa = tl.load(A + offs_d[:, None] * N + offs_n[None, :], mask=mn[None, :], other=0.0).to(tl.float32)
-        a2 = aa * 1.4426950408889634
-        row = (pid_b * dim + offs_d) * L
-        pB = Bp + pid_b * s_bb + g * s_bg + offs_n * s_bn
-        pC = Cp + pid_b * s_cb + g * s_cg + offs_n * s_cn
-        pgB = GB + pid_b * s_gbb + g * s_gbg + offs_n * L          # gB/gC: fp32, contiguous (batch, G, N, L)
-        pgC = GC + pid_b * s_gcb + g * s_gcg + offs_n * L
-        bias = tl.zeros((BD,), dtype=tl.float32)
-        if HAS_DB:
-            bias = tl.load(DB + offs_d).to(tl.float32)
-        Dv = tl.zeros((BD,), dtype=tl.float32)
-        if HAS_D:
-            Dv = tl.load(Dp + offs_d).to(tl.float32)
-        st = (pid_b * dim + offs_d)[:, None] * N + offs_n[None, :]
-        hs_row = ((pid_b * dim + offs_d)[:, None] * n_chunks) * N + offs_n[None, :]
-        nu = tl.load(GLAST + st, mask=mn[None, :], other=0.0)       # a_{t+1} λ_{t+1}, entering from the right
-        gA = tl.zeros((BD, NP), dtype=tl.float32)
-        gDacc = tl.zeros((BD,), dtype=tl.float32)
-        gBacc = tl.zeros((BD,), dtype=tl.float32)
-        cols = tl.arange(0, TL)
-        for cc in range(0, n_chunks):
-            c = n_chunks - 1 - cc
-            # 1. recompute the chunk's states from the stored entry state, keeping decays and states in registers
-            x = tl.load(HS + hs_row + c * N, mask=mn[None, :], other=0.0)
-            xps = ()
-            xs = ()
-            das = ()
-            for i in tl.static_range(TL):
-                t = c * TL + i
-                md, raw, dt, u, Bt, Ct = _step_inputs(U, DT, DB, Bp, Cp, row, pB, pC, t, L, s_bl, s_cl, bias, mn,
-                                                      HAS_DB, SOFTPLUS)
-                da = tl.exp2(dt[:, None] * a2)
-                xps = xps + (x,)
-                x = da * x + (dt * u)[:, None] * Bt[None, :]
-                das = das + (da,)
-                xs = xs + (x,)
-            # 2. the adjoint recurrence right to left: λ_t = C_t gy_t + ν, ν <- a_t λ_t
-            offs_t = c * TL + cols
-            mt = (offs_t < L)[None, :]
-            gout = tl.load(GOUT + row[:, None] + offs_t[None, :], mask=mt, other=0.0).to(tl.float32)   # (BD, TL)
-            if HAS_Z:
-                zt = tl.load(Z + row[:, None] + offs_t[None, :], mask=mt, other=0.0).to(tl.float32)
-                szt = tl.sigmoid(zt)
-                gyt = gout * zt * szt                                      # ∂L/∂(y before the gate)
-            else:
-                gyt = gout
-            pret = tl.zeros((BD, TL), dtype=tl.float32)
-            gut = tl.zeros((BD, TL), dtype=tl.float32)
-            gdtt = tl.zeros((BD, TL), dtype=tl.float32)
-            gBt = tl.zeros((TL, NP), dtype=tl.float32)
-            gCt = tl.zeros((TL, NP), dtype=tl.float32)
-            for i in tl.static_range(TL - 1, -1, -1):
-                t = c * TL + i
-                md, raw, dt, u, Bt, Ct = _step_inputs(U, DT, DB, Bp, Cp, row, pB, pC, t, L, s_bl, s_cl, bias, mn,
-                                                      HAS_DB, SOFTPLUS)
-                sel = cols[None, :] == i                                   # column i of a (BD, TL) tile
-                gy = tl.sum(tl.where(sel, gyt, 0.0), axis=1)
-                xt = xs[i]
-                if HAS_Z:
-                    pret = tl.where(sel, tl.sum(xt * Ct[None, :], axis=1)[:, None], pret)
-                lam = gy[:, None] * Ct[None, :] + nu
-                gdA = lam * das[i] * xps[i]                              # ∂L/∂(Δ_t A) = λ_t a_t x_{t-1}
-                nu = das[i] * lam
-                lB = tl.sum(lam * Bt[None, :], axis=1)
-                gdt = tl.sum(gdA * aa, axis=1) + lB * u
-                if SOFTPLUS:
-                    gdt = gdt * tl.sigmoid(raw)
-                gdt = tl.where(md, gdt, 0.0)
-                gA += gdA * dt[:, None]
-                gut = tl.where(sel, (lB * dt)[:, None], gut)
-                gdtt = tl.where(sel, gdt[:, None], gdtt)
-                rsel = cols[:, None] == i                                  # row i of a (TL, NP) tile
-                gBt = tl.where(rsel, tl.sum(lam * (dt * u)[:, None], axis=0)[None, :], gBt)
-                gCt = tl.where(rsel, tl.sum(xt * gy[:, None], axis=0)[None, :], gCt)
-            ut = tl.load(U + row[:, None] + offs_t[None, :], mask=mt, other=0.0).to(tl.float32)
-            if HAS_D:
-                gut += Dv[:, None] * gyt
-                gDacc += tl.sum(gyt * ut, axis=1)
-            if HAS_Z:
-                if HAS_D:
-                    pret += Dv[:, None] * ut
-                gz = gout * pret * szt * (1.0 + zt * (1.0 - szt))
-                tl.store(GZ + row[:, None] + offs_t[None, :], gz.to(GZ.dtype.element_ty), mask=mt)
-            gBacc += tl.sum(gdtt, axis=1)
-            tl.store(GU + row[:, None] + offs_t[None, :], gut.to(GU.dtype.element_ty), mask=mt)
-            tl.store(GDT + row[:, None] + offs_t[None, :], gdtt.to(GDT.dtype.element_ty), mask=mt)
-            mbc = (offs_t < L)[:, None] & mn[None, :]
-            tl.atomic_add(pgB[None, :] + offs_t[:, None], gBt, mask=mbc, sem='relaxed')
-            tl.atomic_add(pgC[None, :] + offs_t[:, None], gCt, mask=mbc, sem='relaxed')
-        tl.store(GA + st, gA, mask=mn[None, :])
-        tl.store(GD + pid_b * dim + offs_d, gDacc)
-        tl.store(GDB + pid_b * dim + offs_d, gBacc)
-
-    @triton.jit
     def _bwd_seq2(U, DT, A, Bp, Cp, Dp, Z, DB, GOUT, GLAST, HS,
                   GU, GDT, GZ, GA, GB, GC, GD, GDB,
                   L, dim, chan_per_group, n_chunks,
@@ -634,7 +528,7 @@ if triton is not None:
 # %% ../../nbs/01_selective_scan.ipynb #730119e1
 TRITON_TL = 8    # steps per chunk of the kernels above (the forward stores one state per chunk for the backward)
 AUTOTUNE_MIN = 2**20   # autotune the launch only from batch * dim * L of this on; below, one fixed config (no timing runs)
-TRITON_KERNELS = ('seq', 'seq1', 'scan')   # ours now; ours as measured on 2026-11-29 (for side-by-side timing); Appendix A
+TRITON_KERNELS = ('seq', 'scan')   # ours (§12); our first kernel (Appendix A)
 
 if triton is not None:
     def _prune(configs, named_args, **kw):
@@ -651,19 +545,16 @@ if triton is not None:
     # VEC = False (32, 1) really holds one channel per thread (N states in registers, no shuffles) but gives only
     # batch * dim threads; (16, 1), (8, 1), (4, 1) split N over 2, 4, 8 threads of a warp: 2-8x more warps to hide
     # latency with, fewer registers each, at the price of a short shuffle reduction per step for y.
-    _FWD_PAIRS_V1 = ((32, 1, True), (64, 2, True), (128, 4, True))
-    _FWD_PAIRS = _FWD_PAIRS_V1 + ((32, 1, False), (16, 1, False), (8, 1, False), (4, 1, False))
+    _FWD_PAIRS = ((32, 1, True), (64, 2, True), (128, 4, True), (32, 1, False), (16, 1, False), (8, 1, False), (4, 1, False))
     # backward (BD, warps): the (BD, N) tiles put N across threads; from the sm_90 build, SASS instructions per
     # state element and step per warp: (2, 1) 5.4, (4, 1) 3.8, (8, 1) 2.6 (but 255 registers: fewer warps per SM)
-    _BWD_PAIRS_V1, _BWD_PAIRS = ((2, 1), (4, 1), (4, 2)), ((2, 1), (4, 1), (4, 2), (8, 1))
+    _BWD_PAIRS = ((2, 1), (4, 1), (4, 2), (8, 1))
     _FWD_SMALL, _BWD_SMALL = (8, 1, False), (2, 1)   # the fixed configs below AUTOTUNE_MIN
     _FWD_KEY = ['dim', 'L', 'N', 'store_hs']          # Triton's autotuner adds the dtypes of the tensor arguments
     _tune = lambda fn, pairs, key, **kw: triton.autotune(_configs(pairs), key=key,
                                                          prune_configs_by={'early_config_prune': _prune}, **kw)(fn)
     fwd_tuned = _tune(_fwd_seq, _FWD_PAIRS, _FWD_KEY)
     bwd_tuned = _tune(_bwd_seq2, _BWD_PAIRS, ['dim', 'L', 'N'], reset_to_zero=['GB', 'GC'])
-    fwd_tuned_v1 = _tune(_fwd_seq, _FWD_PAIRS_V1, _FWD_KEY)
-    bwd_tuned_v1 = _tune(_bwd_seq, _BWD_PAIRS_V1, ['dim', 'L', 'N'], reset_to_zero=['GB', 'GC'])
 
 
 def _strides(p, M):
@@ -695,7 +586,7 @@ def _launch(tuned, plain, grid, args, kw, small=(2, 1), config=None):
 
 class _SeqScanFn(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, u, delta, A, B4, C4, D, z, delta_bias, softplus, store_hs, version, configs):
+    def forward(ctx, u, delta, A, B4, C4, D, z, delta_bias, softplus, store_hs, configs):
         batch, dim, L = u.shape
         N, G = A.shape[1], B4.shape[1]
         cpg = dim // G
@@ -708,15 +599,15 @@ class _SeqScanFn(torch.autograd.Function):
         hs = torch.empty(batch, dim, n_chunks, N, device=u.device, dtype=torch.float32) if store_hs else last
         dummy = u
         grid = lambda meta: (batch, dim // meta['BD'])
-        _launch(fwd_tuned if version == 2 else fwd_tuned_v1, _fwd_seq, grid,
+        _launch(fwd_tuned, _fwd_seq, grid,
                 (u, delta, A.t().contiguous(), B4, C4, D if D is not None else dummy, z if z is not None else dummy,
                  delta_bias if delta_bias is not None else dummy, out, last, hs),
                 dict(L=L, dim=dim, chan_per_group=cpg, n_chunks=n_chunks, **_strides('s_b', B4), **_strides('s_c', C4),
                      N=N, NP=triton.next_power_of_2(N), TL=TRITON_TL, HAS_D=D is not None, HAS_Z=z is not None,
                      HAS_DB=delta_bias is not None, SOFTPLUS=softplus, store_hs=int(store_hs), s_an=dim, s_ad=1),
-                small=_FWD_SMALL if version == 2 else (32, 1, True), config=configs[0])
+                small=_FWD_SMALL, config=configs[0])
         ctx.save_for_backward(u, delta, A, B4, C4, D, z, delta_bias, hs)
-        ctx.softplus, ctx.version, ctx.configs = softplus, version, configs
+        ctx.softplus, ctx.configs = softplus, configs
         return out, last
 
     @staticmethod
@@ -735,8 +626,7 @@ class _SeqScanFn(torch.autograd.Function):
         gB, gC = torch.zeros(batch, G, N, L, **f32), torch.zeros(batch, G, N, L, **f32)
         dummy = u
         grid = lambda meta: (batch, dim // meta['BD'])
-        v2 = ctx.version == 2
-        _launch(bwd_tuned if v2 else bwd_tuned_v1, _bwd_seq2 if v2 else _bwd_seq, grid,
+        _launch(bwd_tuned, _bwd_seq2, grid,
                 (u, delta, A, B4, C4, D if D is not None else dummy, z if z is not None else dummy,
                  delta_bias if delta_bias is not None else dummy, gout, glast, hs,
                  gu, gdt, gz if z is not None else dummy, gA, gB, gC, gD, gdb),
@@ -747,12 +637,12 @@ class _SeqScanFn(torch.autograd.Function):
                 small=_BWD_SMALL, config=ctx.configs[1])
         return (gu, gdt, gA.sum(0).to(A.dtype), gB.to(B4.dtype), gC.to(C4.dtype),
                 gD.sum(0).to(D.dtype) if D is not None else None, gz,
-                gdb.sum(0).to(delta_bias.dtype) if delta_bias is not None else None, None, None, None, None)
+                gdb.sum(0).to(delta_bias.dtype) if delta_bias is not None else None, None, None, None)
 
 
 def _selective_scan_triton(u, delta, A, B, C, D, z, delta_bias, delta_softplus, kernel:str='seq', configs=(None, None)):
     """Validated inputs -> (out, last_state) through our Triton kernels (variable or grouped B and C). `kernel`: 'seq'
-    (ours), 'seq1' (ours as first measured: fewer launch configs, first backward) or 'scan' (Appendix A);
+    (ours, §12) or 'scan' (our first kernel, Appendix A);
     `configs` = ((BD, warps, VEC) forward, (BD, warps) backward) forces launch configs instead of autotuning (tests)."""
     if kernel not in TRITON_KERNELS: raise ValueError(f"kernel must be one of {TRITON_KERNELS}, got {kernel!r}")
     if not triton_available():
@@ -769,8 +659,7 @@ def _selective_scan_triton(u, delta, A, B, C, D, z, delta_bias, delta_softplus, 
     B4, C4 = B4.repeat_interleave(G // B4.shape[1], 1), C4.repeat_interleave(G // C4.shape[1], 1)
     if kernel == 'scan': return _TritonScanFn.apply(u, delta, A, B4, C4, D, z, delta_bias, delta_softplus, _SCAN_TL)
     store_hs = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (u, delta, A, B, C, D, z, delta_bias))
-    return _SeqScanFn.apply(u, delta, A, B4, C4, D, z, delta_bias, delta_softplus, store_hs,
-                            2 if kernel == 'seq' else 1, tuple(configs))
+    return _SeqScanFn.apply(u, delta, A, B4, C4, D, z, delta_bias, delta_softplus, store_hs, tuple(configs))
 
 # %% ../../nbs/01_selective_scan.ipynb #41a7c023
 if triton is not None:

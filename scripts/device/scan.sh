@@ -34,7 +34,7 @@ python3 -c 'import torch, selective_scan_cuda, mamba_ssm; print("mamba_ssm", mam
 
 # 2. correctness on the GPU: every test (GPU-marked ones included), 4 processes (Triton compiles in parallel)
 if [ "$TESTS" = 1 ]; then
-  ( timeout 200 python3 bench/bench_scan.py --device cuda "$@" --impls triton,triton_v1 --reps 1 > "$OUT/warm.log" 2>&1 ) &
+  ( timeout 200 python3 bench/bench_scan.py --device cuda "$@" --impls triton --reps 1 > "$OUT/warm.log" 2>&1 ) &
   WARM=$!
   stamp "pytest (and compiling the benchmark's kernels in the background)"
   timeout 150 python3 -m pytest -q -n 4 -rfEs tests/test_scan.py tests/test_mamba.py > "$OUT/pytest.log" 2>&1 || echo "pytest exit $?" 
