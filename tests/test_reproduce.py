@@ -151,11 +151,14 @@ def test_seeds_repeat_every_run(tmp_path, capsys):
 def test_fitted_schedule_is_not_full_length(tmp_path):
     out = tmp_path/'t'
     for k in (1, 2, 3): _fake_run(out/f'split{k}-seed41', 70.0 + k, 80.0 + k, epochs=3)
+    (out/'split2-seed41'/'summary.json').write_text(json.dumps(dict(epoch=3, epochs=3)))   # an engine that did not record requested_epochs
+    (out/'split3-seed41'/'summary.json').write_text(json.dumps(dict(epoch=3, epochs=3, requested_epochs=300)))
     (out/'split2-seed41'/'train.log').write_text("time budget 475 s: 204 s used, ~2.31 s/epoch -> running 3 of 300 epochs; "
                                                  "the lr schedule is re-fitted to end at epoch 3\n")
     md = R.table_markdown('busi-mobileutr', out, machine='m', command='c')
     row2 = next(l for l in md.splitlines() if l.startswith('| split2-seed41 '))
     assert '3 of 300 †' in row2 and "† the run's schedule was fitted to a time budget" in md
+    assert '3 of 300 †' in next(l for l in md.splitlines() if l.startswith('| split3-seed41 '))   # from summary.json alone
     assert '| run | split | seed | epochs |' in md         # one-recipe, one-arm table: no arm or recipe column
     assert '† the run' not in R.table_markdown('busi-mobileutr', tmp_path/'empty', machine='m')
     assert '(1 not at full length)' in md or '(3 not at full length)' in md

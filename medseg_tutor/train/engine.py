@@ -384,7 +384,9 @@ class Trainer:
 
     def _check_weights(self, e:int):
         "Stop (NonFiniteError) if a step left NaN/Inf in the weights or buffers: nothing of this epoch is saved."
-        bad = [k for k, v in self.model.state_dict().items() if v.is_floating_point() and not torch.isfinite(v).all()]
+        sd = {k: v for k, v in self.model.state_dict().items() if v.is_floating_point()}
+        if not sd or bool(torch.stack([torch.isfinite(v).all() for v in sd.values()]).all()): return   # one sync, not one per tensor
+        bad = [k for k, v in sd.items() if not torch.isfinite(v).all()]
         if bad:
             last = f"; the last good checkpoint is {self.out/'last.pt'} (epoch {self.epoch})" if self.out and (self.out/'last.pt').exists() else ''
             raise NonFiniteError(f"the weights became NaN/Inf during epoch {e + 1} ({len(bad)} tensors, e.g. {bad[0]}; "
@@ -470,7 +472,8 @@ class Trainer:
                     meta=self.meta) if best_sd is not None else None
         last = self.state_dict() if self.epoch % max(1, self.cfg.save_every) == 0 or final else None
         write_epoch_files(self.out, last=last, best=best,
-                          summary=dict(epoch=self.epoch, epochs=self.cfg.epochs, steps=self.global_step,
+                          summary=dict(epoch=self.epoch, epochs=self.cfg.epochs, requested_epochs=self.requested_epochs,
+                                       steps=self.global_step,
                                        select_metric=self.cfg.select_metric, select_mode=self.cfg.select_mode))
 
     # -- the loop -------------------------------------------------------------------------------------------
@@ -523,7 +526,9 @@ class Trainer:
             v = row.get(f'val_{self.cfg.select_metric}', row.get(self.cfg.select_metric) if self.val_data is None else None)
             improved = self._better(v)
             if improved: self.best, self.best_epoch = v, e
-            best_sd = {k: t.detach().clone() for k, t in self.model.state_dict().items()} if improved else None
+            # the weights to keep as best.pt; copied only when the live weights are swapped back in below
+            best_sd = None if not improved else self.model.state_dict() if live is None else \
+                {k: t.detach().clone() for k, t in self.model.state_dict().items()}
             if live is not None: self.model.load_state_dict(live)
             self.history.append(row); self.epoch = e + 1
             walls.append(time.perf_counter() - t_epoch)

@@ -432,22 +432,17 @@ def summarize(table:str|Table, out) -> list[dict]:
 _FITTED = re.compile(r"time budget .*running (\d+) of (\d+) epochs")
 
 def _planned_epochs(d) -> dict:
-    "{'planned': the epochs the run was asked for, 'fitted': the epochs a --time-budget re-fitted its schedule to (or None)}."
-    for name in ('last.pt', 'best.pt'):
-        p = Path(d)/name
-        if p.is_file():
-            try:
-                from medseg_tutor.train.checkpoint import load_checkpoint   # weights_only=True + hash check
-                sd = load_checkpoint(p, map_location='cpu')
-                n = int(sd['config']['epochs']); req = int(sd.get('requested_epochs') or n)
-                return dict(planned=req, fitted=n if n < req else None)
-            except Exception: pass
-    log = Path(d)/'train.log'            # no checkpoint here (e.g. copied back without *.pt): the engine's own words
-    hits = _FITTED.findall(log.read_text(errors='replace')) if log.is_file() else []
-    if hits:
-        n, req = map(int, hits[-1])
-        return dict(planned=req, fitted=n if n < req else None)
-    return dict(planned=None, fitted=None)
+    "{'planned': the epochs the run was asked for, 'fitted': the epochs a --time-budget re-fitted its schedule to (or None)},\n"
+    "from the engine's summary.json (written with every last.pt; it also comes back where checkpoints do not)."
+    s = _read_json(Path(d)/'summary.json') or {}
+    n, req = s.get('epochs'), s.get('requested_epochs')
+    if n is not None and req is None:    # a summary from before requested_epochs was recorded: the engine's message says
+        log = Path(d)/'train.log'
+        hits = _FITTED.findall(log.read_text(errors='replace')) if log.is_file() else []
+        if hits: n, req = map(int, hits[-1])
+    if n is None: return dict(planned=None, fitted=None)
+    n, req = int(n), int(req or n)
+    return dict(planned=req, fitted=n if n < req else None)
 
 def _machine() -> str:
     try:
@@ -484,7 +479,6 @@ def table_markdown(table:str|Table, out, rows:list[dict]|None=None, machine:str|
         first = [r['run']] + ([r['arm'] or '–'] if show_arm else []) + ([r['recipe']] if show_recipe else [])
         L.append('| ' + ' | '.join(first + [str(r['fold'] or '–'), str(r['seed']) if r['seed'] is not None else '–', ep,
                                             str(r['best_epoch'] or '–')] + vals + [st]) + ' |')
-    blank = ' | ' * (n_lead - 1)
     for arm in dict.fromkeys(r['arm'] for r in rows):
         got = [r for r in rows if r['arm'] == arm and r['metrics']]
         if not got: continue
