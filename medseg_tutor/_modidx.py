@@ -1249,6 +1249,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                                                                    'medseg_tutor/train/recipes.py'),
                                             'medseg_tutor.train.recipes.Recipe.replace': ( 'train.recipes.html#recipe.replace',
                                                                                            'medseg_tutor/train/recipes.py'),
+                                            'medseg_tutor.train.recipes._check_normalize': ( 'train.recipes.html#_check_normalize',
+                                                                                             'medseg_tutor/train/recipes.py'),
                                             'medseg_tutor.train.recipes._demo': ( 'train.recipes.html#_demo',
                                                                                   'medseg_tutor/train/recipes.py'),
                                             'medseg_tutor.train.recipes._demo_figure': ( 'train.recipes.html#_demo_figure',

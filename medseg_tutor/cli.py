@@ -137,9 +137,7 @@ def _train(ns):
     kw = dict(lr=ns.lr, optimizer=ns.optimizer, time_budget_s=ns.time_budget, channels_last=True if ns.channels_last else None,
               fold=fold if ns.fold is not None else None, own=own, normalize=ns.normalize)
     three_d = dict(variant=ns.variant, modality=ns.modality, spacing=ns.spacing, n_crops=ns.n_crops, mask_ratio=ns.mask_ratio)
-    if r.task in ('mim', '3d-seg'):
-        if ns.normalize: raise MedsegError(f"--normalize applies to the BUSI/SIRST recipes, not '{r.name}'")
-        kw.update(three_d)
+    if r.task in ('mim', '3d-seg'): kw.update(three_d)
     elif any(v is not None for v in three_d.values()):
         raise MedsegError(f"--{next(k for k, v in three_d.items() if v is not None).replace('_', '-')} applies to the 3D recipes (mambamim-*), not '{r.name}'")
     kw = {k: v for k, v in kw.items() if v is not None}

@@ -38,3 +38,6 @@ def test_cli_normalize_refused_where_it_does_not_apply(tmp_path):
     rc, o, e = run_cli(['train', '--recipe', 'demo-mobileutr', '--normalize', 'released', '--max-steps', '1',
                         '--out', str(tmp_path/'d'), '--device', 'cpu'])
     assert rc != 0 and 'BUSI/SIRST recipes' in e and 'Traceback' not in e
+    rc, o, e = run_cli(['train', '--recipe', 'mambamim-pretrain', '--normalize', 'released', '--max-steps', '1',
+                        '--out', str(tmp_path/'m'), '--device', 'cpu'])      # a recipe with its own runner: refused before it
+    assert rc != 0 and 'BUSI/SIRST recipes' in e and 'Traceback' not in e

@@ -247,8 +247,7 @@ def run_trainer(recipe:Recipe|str, *, data_root=None, out='runs/run', size:int|N
     if r.init is not None and init in (None, 'none'):
         raise MedsegError(f"recipe '{r.name}' starts from a '{r.init}' run: pass --init <that run's out>/best.pt")
     size = int(size or r.size)
-    if normalize is not None and r.data is not benchmark_data:
-        raise MedsegError(f"--normalize applies to the BUSI/SIRST recipes, not '{r.name}'")
+    _check_normalize(r, normalize)
     data = r.data(r, data_root, size=size, fold=fold, own=own, **({} if normalize is None else dict(normalize=normalize)))
     if r.target_steps and epochs is None:
         spe = math.ceil(len(data['train']) / cfg.batch_size)
@@ -269,9 +268,14 @@ def run_trainer(recipe:Recipe|str, *, data_root=None, out='runs/run', size:int|N
     res.update(recipe=r.name, n_train=len(data['train']), n_val=len(data['val']) if data['val'] is not None else 0)
     return res
 
+def _check_normalize(r:Recipe, normalize):
+    if normalize is not None and r.data is not benchmark_data:
+        raise MedsegError(f"--normalize applies to the BUSI/SIRST recipes, not '{r.name}'")
+
 def run_recipe(recipe:Recipe|str, **kw) -> dict:
     "Run `recipe` with its runner (`run_trainer` unless the recipe has its own); same keywords as `run_trainer`."
     r = get_recipe(recipe)
+    _check_normalize(r, kw.get('normalize'))          # before a recipe's own runner, which takes no normalize
     return (r.runner or run_trainer)(r, **kw)
 
 # %% ../../nbs/51_train.recipes.ipynb #0d8f184f
