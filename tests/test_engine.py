@@ -234,3 +234,17 @@ def test_roi_batches_reach_the_loss():
     import torch.nn.functional as F
     Trainer(TinyUNet(width=4), RoiData(toy(8)), None, CFG.replace(epochs=1), loss_fn=loss_fn, device='cpu').fit()
     assert seen['roi'] is not None and seen['roi'].shape[1:] == (1, 32, 32)
+
+def test_compiled_run_sends_only_full_batches_to_the_compiled_module(tmp_path, monkeypatch):
+    # 20 images at batch 8: two full batches and one of 4 per epoch. The odd batch must run eagerly: a recompile for it
+    # doubled the compile time of every real run. torch.compile is replaced by a recorder (no compile on a CPU test).
+    seen = []
+    class Rec(nn.Module):
+        def __init__(self, m): super().__init__(); self.m = m
+        def forward(self, x): seen.append(x.shape[0]); return self.m(x)
+    monkeypatch.setattr(torch, 'compile', lambda m, **kw: Rec(m))
+    cfg = CFG.replace(epochs=2, compile='reduce-overhead')
+    t = Trainer(TinyUNet(width=4), toy(20), toy(8, seed=1), cfg, device='cpu')
+    res = t.fit()
+    assert seen == [8, 8, 8, 8], seen                 # 2 epochs x 2 full batches; the two batches of 4 went eagerly
+    assert res['epochs'] == 2 and math.isfinite(res['history'][-1]['train_loss'])

@@ -176,3 +176,18 @@ def test_fit_deadline_gives_each_phase_a_share(tmp_path, monkeypatch):
     assert set(budgets) == {'R-seed41', 'S-dpconv-seed41', 'S-plain-seed41'}
     assert 440 < budgets['R-seed41'] < 480                      # half of (1000 - 45 s kept for evaluation)
     assert budgets['S-dpconv-seed41'] > 900 and budgets['S-plain-seed41'] > 900   # phase 2 gets what is left
+
+def test_runs_subset_starts_only_those_and_their_phase_one(tmp_path, monkeypatch, capsys):
+    seen = []
+    class Done:
+        def __init__(self, cmd, **kw): seen.append(cmd); self.pid = 0
+        def poll(self): return 0
+    monkeypatch.setattr(R.subprocess, 'Popen', Done)
+    R.reproduce('sirst-srsnet', tmp_path/'s', 'DATA', gpus='cpu', verbose=False, poll_s=0, runs='S-plain-seed42')
+    started = sorted({c[c.index('--out') + 1].split('/')[-1] for c in seen if 'train' in c})
+    assert started == ['R-seed42', 'S-plain-seed42'], started
+    md = (tmp_path/'s'/'table.md').read_text()
+    assert 'S-dpconv-seed43' in md                    # the table written still lists every run of the table
+    p = argparse.ArgumentParser(); R.add_reproduce_args(p)
+    with pytest.raises(MedsegError, match='no run'):
+        R.reproduce_main(p.parse_args(['busi-mobileutr', '--runs', 'split9-seed41', '--out', str(tmp_path/'m')]))

@@ -20,8 +20,8 @@ from .checkpoint import load_checkpoint, write_epoch_files, CheckpointError
 
 # %% auto #0
 __all__ = ['COMPILE_MODES', 'RUN_FILES', 'TrainConfig', 'lr_factor', 'LRSchedule', 'get_loss', 'make_metrics', 'TinyUNet',
-           'ddp_setup', 'seg_step', 'seg_evaluate', 'Callback', 'EpochEnd', 'StopTraining', 'NonFiniteError', 'Trainer',
-           'write_csv', 'read_csv', 'plot_curves', 'train_throughput']
+           'ddp_setup', 'seg_step', 'seg_evaluate', 'Callback', 'EpochEnd', 'StopTraining', 'NonFiniteError',
+           'CompiledFullBatches', 'Trainer', 'write_csv', 'read_csv', 'plot_curves', 'train_throughput']
 
 # %% ../../nbs/50_train.engine.ipynb #7571c2a0
 @dataclass
@@ -237,6 +237,24 @@ def _check_writable(out:Path):
 
 RUN_FILES = ('last.pt', 'best.pt', 'log.csv')
 
+# %% ../../nbs/50_train.engine.ipynb #7aeae9c1
+def _batch_len(x):
+    if torch.is_tensor(x): return x.shape[0] if x.ndim else None
+    if isinstance(x, (tuple, list)) and x: return _batch_len(x[0])
+    if isinstance(x, dict) and x: return _batch_len(next(iter(x.values())))
+    return None
+
+class CompiledFullBatches:
+    "Call `compiled` on batches of `batch_size` and `eager` (the same module, not compiled) on any other size."
+    def __init__(self, compiled, eager, batch_size:int):
+        self.compiled, self._orig_mod, self.batch_size = compiled, eager, batch_size
+    def __call__(self, x, *args, **kw):
+        fn = self.compiled if _batch_len(x) == self.batch_size else self._orig_mod
+        return fn(x, *args, **kw)
+    def train(self, mode:bool=True): self._orig_mod.train(mode); return self
+    def eval(self): return self.train(False)
+    def __getattr__(self, name): return getattr(self.__dict__['_orig_mod'], name)
+
 # %% ../../nbs/50_train.engine.ipynb #a8a4cb2a
 class Trainer:
     "One training loop for every method: `step` computes the loss, `evaluate` the validation metrics, callbacks the rest."
@@ -257,7 +275,8 @@ class Trainer:
             from torch.nn.parallel import DistributedDataParallel as DDP
             self.net = DDP(self.model, device_ids=[local] if self.device.type == 'cuda' else None)
         if self.cfg.compile:
-            self.net = torch.compile(self.net, **({} if self.cfg.compile in (True, 'default') else {'mode': self.cfg.compile}))
+            compiled = torch.compile(self.net, **({} if self.cfg.compile in (True, 'default') else {'mode': self.cfg.compile}))
+            self.net = CompiledFullBatches(compiled, self.net, self.cfg.batch_size)
         self.loss_fn = loss_fn if loss_fn is not None else get_loss('bce_dice')
         self.step_fn, self.evaluate_fn = step or seg_step, evaluate or seg_evaluate
         self.train_data, self.val_data = self._place(train_data), self._place(val_data)

@@ -10,9 +10,9 @@ from pathlib import Path
 from ..core import MedsegError
 
 # %% auto #0
-__all__ = ['METRIC_LABELS', 'TABLES', 'Run', 'Published', 'Table', 'get_table', 'with_seeds', 'cli_prefix', 'cli_flags',
-           'train_command', 'eval_command', 'run_status', 'read_log', 'plan', 'reproduce', 'run_metrics', 'summarize',
-           'table_markdown', 'plot_table_curves', 'write_table', 'add_reproduce_args', 'reproduce_main']
+__all__ = ['METRIC_LABELS', 'TABLES', 'Run', 'Published', 'Table', 'get_table', 'with_seeds', 'only_runs', 'cli_prefix',
+           'cli_flags', 'train_command', 'eval_command', 'run_status', 'read_log', 'plan', 'reproduce', 'run_metrics',
+           'summarize', 'table_markdown', 'plot_table_curves', 'write_table', 'add_reproduce_args', 'reproduce_main']
 
 # %% ../../nbs/54_train.reproduce.ipynb #05631d95
 @dataclass(frozen=True)
@@ -121,6 +121,22 @@ def with_seeds(table:Table, seeds) -> Table:
     names = [r.name for r in runs]
     if len(set(names)) != len(names): raise MedsegError(f"--seeds {seeds} gives table '{table.name}' two runs of one name")
     return replace(table, runs=tuple(runs))
+
+# %% ../../nbs/54_train.reproduce.ipynb #e9f214c8
+def only_runs(table:Table, names) -> Table:
+    "`table` cut down to the runs called `names` and the runs they wait for (phase 1 before its phase 2)."
+    names = [n.strip() for n in (names.split(',') if isinstance(names, str) else names) if n.strip()]
+    known = {r.name: r for r in table.runs}
+    bad = [n for n in names if n not in known]
+    if bad: raise MedsegError(f"table '{table.name}' has no run(s) {bad}; its runs: {', '.join(known)}")
+    if not names: raise MedsegError("--runs needs at least one run name (medseg-tutor reproduce --list shows them)")
+    keep, todo = set(), list(names)
+    while todo:
+        n = todo.pop()
+        if n in keep: continue
+        keep.add(n)
+        if known[n].after: todo.append(known[n].after)
+    return replace(table, runs=tuple(r for r in table.runs if r.name in keep))
 
 # %% ../../nbs/54_train.reproduce.ipynb #5ccd6309
 def cli_prefix() -> list[str]:
@@ -253,31 +269,33 @@ def plan(table:str|Table, out, data_root=None, epochs:int|None=None, train_args=
 
 def reproduce(table:str|Table, out, data_root=None, gpus=None, per_gpu:int=1, epochs:int|None=None, dry_run:bool=False,
               train_args=(), deadline_s:float|None=None, device:str|None=None, poll_s:float=1.0, verbose:bool=True,
-              command:str|None=None, eval_stopped:bool=True, fit_deadline:bool=False) -> dict:
+              command:str|None=None, eval_stopped:bool=True, fit_deadline:bool=False, runs=None) -> dict:
     "Run every unfinished run of `table` under `out/<run>` (K = `per_gpu` at once per GPU), then write `out/table.md`.\n"
     "`fit_deadline`: each train gets a `--time-budget` (its share of what is left of `deadline_s`, phases in a chain\n"
-    "splitting it evenly) so that runs end with a complete, shortened schedule instead of being stopped."
+    "splitting it evenly) so that runs end with a complete, shortened schedule instead of being stopped.\n"
+    "`runs`: only these runs (names, or a comma string) and the runs they wait for, e.g. one split per GPU in separate calls."
     table, out = get_table(table), Path(out)
+    todo = only_runs(table, runs) if runs else table        # what to run now; the table written covers every run
     say = print if verbose else (lambda *a, **k: None)
     if per_gpu < 1: raise MedsegError(f"per_gpu must be >= 1, got {per_gpu}")
     if fit_deadline and deadline_s is None: raise MedsegError("--fit-deadline needs --deadline (the seconds to fit the table into)")
     if dry_run:
-        p = plan(table, out, data_root, epochs, train_args, device)
+        p = plan(todo, out, data_root, epochs, train_args, device)
         for row in p:
             say(f"{row['run']:<22} {row['status']:<8}" + ('' if row['commands'] else ' (nothing to do)'))
             for c in row['commands']: say(f"    {c}")
         return dict(table=table.name, plan=p, dry_run=True)
-    _check_recipes(table)
+    _check_recipes(todo)
     out.mkdir(parents=True, exist_ok=True)
     slots = [(g, k) for g in _gpus(gpus) for k in range(per_gpu)]
     threads = str(max(1, (os.cpu_count() or 2) // len(slots)))
     jobs, finished, failed = [], set(), set()
-    for r in _order(table):
+    for r in _order(todo):
         st = run_status(out/r.name)
         if st == 'done': finished.add(r.name); continue
         steps = (['train'] if st in ('new', 'partial') else []) + (['eval'] if r.evaluate else [])
         jobs.append(_Job(r, out/r.name, steps))
-    say(f"{table.name}: {len(table.runs)} runs, {len(finished)} done, {len(jobs)} to run on {len(slots)} slot(s) "
+    say(f"{table.name}: {len(todo.runs)} runs, {len(finished)} done, {len(jobs)} to run on {len(slots)} slot(s) "
         f"({', '.join(sorted({str(g) for g, _ in slots}))}; {per_gpu} per GPU)")
     t0, free, active, stopped = time.monotonic(), list(slots), [], False
 
@@ -294,7 +312,7 @@ def reproduce(table:str|Table, out, data_root=None, gpus=None, per_gpu:int=1, ep
             args = train_command(r, d, data_root, epochs, run_status(d) == 'partial', init, train_args, dev)
             if fit_deadline and '--time-budget' not in args:
                 left = deadline_s - (time.monotonic() - t0) - _EVAL_MARGIN_S
-                args += ['--time-budget', f"{max(_MIN_BUDGET_S, left / (1 + _depth(table, r))):.0f}"]
+                args += ['--time-budget', f"{max(_MIN_BUDGET_S, left / (1 + _depth(todo, r))):.0f}"]
             so, se = open(d/'train.log', 'a'), subprocess.STDOUT
         else:
             args = eval_command(r, d/'best.pt', data_root, dev)
@@ -354,7 +372,7 @@ def reproduce(table:str|Table, out, data_root=None, gpus=None, per_gpu:int=1, ep
     except KeyboardInterrupt:
         for j in active: _stop(j.proc)
         raise
-    if stopped and eval_stopped: _eval_stopped(table, out, data_root, slots, device, say)
+    if stopped and eval_stopped: _eval_stopped(todo, out, data_root, slots, device, say)
     md = write_table(table, out, command)
     say(md)
     return dict(table=table.name, out=str(out), table_md=str(out/'table.md'), done=sorted(finished), failed=sorted(failed),
@@ -543,6 +561,8 @@ def add_reproduce_args(p):
     p.add_argument('--per-gpu', type=int, default=1, help='runs at once on each GPU (default 1)')
     p.add_argument('--epochs', type=int, help="override every run's epochs (smoke tests; the table then says so)")
     p.add_argument('--seeds', help="comma list of seeds replacing the table's seeds (each split once per seed)")
+    p.add_argument('--runs', help="comma list of run names to run now (and the runs they wait for), e.g. split3-seed41; "
+                                  "the table still lists every run")
     p.add_argument('--train-args', default='', help="extra flags for every train, e.g. '--amp bf16 --channels-last'")
     p.add_argument('--deadline', type=float, help='seconds: then stop the running processes (they resume next time)')
     p.add_argument('--fit-deadline', action='store_true',
@@ -562,6 +582,7 @@ def reproduce_main(ns) -> int:
         return 0
     t = get_table(ns.table)
     if ns.seeds: t = with_seeds(t, [s for s in ns.seeds.split(',') if s.strip()])
+    if ns.runs is not None: only_runs(t, ns.runs)          # a bad name fails here, in one line, before anything runs
     if ns.epochs is not None and ns.epochs < 1: raise MedsegError(f"--epochs must be >= 1, got {ns.epochs}")
     if ns.per_gpu < 1: raise MedsegError(f"--per-gpu must be >= 1, got {ns.per_gpu}")
     if ns.data_root is not None and not Path(ns.data_root).exists(): raise MedsegError(f"data root '{ns.data_root}' does not exist")
@@ -570,5 +591,5 @@ def reproduce_main(ns) -> int:
     if ns.table_only:
         out.mkdir(parents=True, exist_ok=True); print(write_table(t, out, cmd)); return 0
     res = reproduce(t, out, ns.data_root, ns.gpus, ns.per_gpu, ns.epochs, ns.dry_run, shlex.split(ns.train_args),
-                    ns.deadline, ns.device, command=cmd, fit_deadline=ns.fit_deadline)
+                    ns.deadline, ns.device, command=cmd, fit_deadline=ns.fit_deadline, runs=ns.runs)
     return 1 if res.get('failed') else 0

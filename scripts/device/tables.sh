@@ -11,8 +11,8 @@
 # jobs start (their compiled graphs land in the shared Inductor cache; measured once: 203 s with 4 compile threads, no
 # better than letting the jobs compile side by side - carry the cache instead, below). Results: $OUT/<NAME>.tar.gz (every run folder
 # without *.pt, table.md, curves.png), $OUT/smi.csv (GPU use every 10 s), $OUT/tables.log.
-# Compile cache across calls: with SAVE_INDUCTOR=1 the Inductor cache comes back as $OUT/inductor_cache.tar.gz (if
-# <= 15 MiB); copy it to .devcache/inductor_cache.tar.gz and carry it next time: the same torch, Triton and GPU then
+# Compile cache across calls: with SAVE_INDUCTOR=1 the Inductor cache comes back as $OUT/inductor_cache.tar.gz (or as
+# 15-MiB parts inductor_cache.tar.gz.partNN); copy it (them) to .devcache/ and carry it next time: the same torch, Triton and GPU then
 # skip the ~200 s that compiling took per process (measured 2026-11-29: six processes compiling at once on 32 cores).
 set -uo pipefail
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"; R=${R:-/tmp/tables}; mkdir -p "$R"
@@ -21,6 +21,7 @@ export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1 OMP_NUM_THR
 T0=$(date +%s); stamp() { echo "[$(( $(date +%s) - T0 )) s] $*"; }
 export TORCHINDUCTOR_CACHE_DIR=${TORCHINDUCTOR_CACHE_DIR:-/tmp/inductor-cache}; mkdir -p "$TORCHINDUCTOR_CACHE_DIR"
 IC=${INDUCTOR_CACHE:-.devcache/inductor_cache.tar.gz}
+if ls "$IC".part* >/dev/null 2>&1; then cat "$IC".part* > /tmp/ic.tar.gz; IC=/tmp/ic.tar.gz; fi   # a cache that came back in parts
 [ -f "$IC" ] && tar -xzf "$IC" -C "$TORCHINDUCTOR_CACHE_DIR" && echo "compile cache restored from $IC ($(du -sh "$TORCHINDUCTOR_CACHE_DIR" | cut -f1))"
 exec > >(tee -a "$OUT/tables.log") 2>&1
 nvidia-smi --query-gpu=index,name,memory.total,driver_version --format=csv,noheader
@@ -68,7 +69,10 @@ for job in "$@"; do
   tar -C "$R" --exclude='*.pt' -czf "$OUT/$name.tar.gz" "$name"
 done
 if [ "${SAVE_INDUCTOR:-0}" = 1 ]; then
-  tar -czf "$OUT/inductor_cache.tar.gz" -C "$TORCHINDUCTOR_CACHE_DIR" .
-  [ "$(stat -c %s "$OUT/inductor_cache.tar.gz")" -gt $((15 * 1024 * 1024)) ] && { echo "compile cache too large to come back: $(du -h "$OUT/inductor_cache.tar.gz" | cut -f1)"; rm "$OUT/inductor_cache.tar.gz"; }
+  tar -czf /tmp/ic_out.tar.gz -C "$TORCHINDUCTOR_CACHE_DIR" .
+  echo "compile cache: $(du -h /tmp/ic_out.tar.gz | cut -f1) compressed"
+  if [ "$(stat -c %s /tmp/ic_out.tar.gz)" -gt $((15 * 1024 * 1024)) ]; then   # a file comes back only up to 16 MiB
+    split -b 15m -d /tmp/ic_out.tar.gz "$OUT/inductor_cache.tar.gz.part"          # restored above with cat parts | tar
+  else mv /tmp/ic_out.tar.gz "$OUT/inductor_cache.tar.gz"; fi
 fi
 ls -la "$OUT"
