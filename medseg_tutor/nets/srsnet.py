@@ -73,11 +73,13 @@ class LocalContrast(nn.Module):
         mu = conv(x)
         return (x - mu + self.eps) / (torch.sigmoid(conv(x - mu)) + self.eps)
     def forward(self, x):
-        M = sum(self.contrast(x, c) for c in self.convs) / len(self.convs)
+        m1, m2, m3 = (self.contrast(x, c) for c in self.convs)
+        M = (m1 + m2 + m3) / 3                       # (not `sum(...)`: that starts with an extra `0 + m1`)
         return x + torch.sigmoid(M) * x
 
 # %% ../../nbs/21_nets.srsnet.ipynb #165ff821
 def _up(x, s=2): return F.interpolate(x, scale_factor=s, mode='bilinear', align_corners=True)
+def _identity(x): return x
 
 def check_multiple_of_8(x:torch.Tensor, name:str='input'):
     "Raise ShapeError unless x is (B, C, H, W) with H and W multiples of 8."
@@ -124,7 +126,7 @@ class NestedDenseNet(nn.Module):
         x02 = self.x02(cat(x01, _up(x11), x00))
         x12 = self.x12(cat(x11, _up(x21), x10, pool(x02)))
         x03 = self.x03(cat(x02, _up(x12), x01))
-        P = self.contrast if self.contrast is not None else [nn.Identity()] * 3
+        P = self.contrast if self.contrast is not None else (_identity,) * 3
         f3 = self.fuse3(P[0](x21), self.up3(x30))
         f2 = self.fuse2(P[1](x12), self.up2(f3))
         f1 = self.fuse1(P[2](x03), self.up1(f2))
