@@ -248,3 +248,15 @@ def test_compiled_run_sends_only_full_batches_to_the_compiled_module(tmp_path, m
     res = t.fit()
     assert seen == [8, 8, 8, 8], seen                 # 2 epochs x 2 full batches; the two batches of 4 went eagerly
     assert res['epochs'] == 2 and math.isfinite(res['history'][-1]['train_loss'])
+
+def test_time_budget_slow_first_epoch_does_not_bend_the_schedule(tmp_path):
+    "A slow first epoch (compilation) alone must not re-fit the schedule: on a device it once planned 3 of 300 epochs after"
+    "epoch 1, so epoch 2 ran at 37 % of the learning rate before the next plan restored it."
+    class SlowFirst(Trainer):
+        def train_epoch(self, epoch):
+            if epoch == 0: time.sleep(1.5)
+            return super().train_epoch(epoch)
+    tr = SlowFirst(TinyUNet(width=4), toy(16), toy(8, seed=1), CFG.replace(epochs=12, time_budget_s=8.0), out=tmp_path, device='cpu')
+    res = tr.fit()
+    lrs = [r['lr'] for r in res['history']]
+    assert res['epochs'] == 12 and all(a >= b for a, b in zip(lrs, lrs[1:])), lrs     # poly: the lr never rises

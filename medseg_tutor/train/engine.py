@@ -237,7 +237,7 @@ def _check_writable(out:Path):
 
 RUN_FILES = ('last.pt', 'best.pt', 'log.csv')
 
-# %% ../../nbs/50_train.engine.ipynb #7aeae9c1
+# %% ../../nbs/50_train.engine.ipynb #d4cc7609
 def _batch_len(x):
     if torch.is_tensor(x): return x.shape[0] if x.ndim else None
     if isinstance(x, (tuple, list)) and x: return _batch_len(x[0])
@@ -573,8 +573,9 @@ class Trainer:
     def _plan_budget(self, t_start, walls):
         "After every epoch: if the remaining epochs would not fit the time budget at the recent pace, run fewer (the\n"
         "schedule is re-fitted to end at the new last epoch). The pace is the median of the last three epochs, leaving\n"
-        "out the first one (compilation, CUDA-graph recording, cache warm-up) once there are others."
+        "out the first one (compilation, CUDA-graph recording, cache warm-up), which alone never shortens the plan."
         el = time.perf_counter() - t_start
+        if len(walls) < 2 and el < self.cfg.time_budget_s: return    # the first epoch alone (compilation) tells no pace
         recent = walls[1:][-3:] or walls
         per = statistics.median_low(recent) * 1.05              # + a little for the checkpoint and the log
         n = min(self.requested_epochs, self.epoch + int(max(0, self.cfg.time_budget_s - el) // max(per, 1e-9)))
