@@ -39,6 +39,13 @@ def config_name(name:str) -> str:
         raise argparse.ArgumentTypeError(f"unknown config {name!r}: use {', '.join(CONFIGS)} (each optionally with {CHK})")
     return name
 
+def cell(text:str) -> tuple:
+    "argparse type: 'CONFIG:MODEL' or 'CONFIG:MODEL:infer' -> (config, model, 'train' | 'infer')."
+    parts = text.split(':')
+    if len(parts) not in (2, 3) or parts[1] not in MODELS or (len(parts) == 3 and parts[2] != 'infer'):
+        raise argparse.ArgumentTypeError(f"bad cell {text!r}: use CONFIG:MODEL or CONFIG:MODEL:infer, MODEL one of {', '.join(MODELS)}")
+    return (config_name(parts[0]), parts[1], 'infer' if len(parts) == 3 else 'train')
+
 MODELS = {'R': 'phase 1: R (MSE)', 'RS': 'phase 2: frozen R + S, DPConv', 'S': 'phase 2: S, no DPConv'}
 
 def build(model:str, tiny:bool):
@@ -131,7 +138,7 @@ def profile(a, dev):
             sync(dev); wall = time.perf_counter() - t0
         ev = prof.key_averages()
         if dev.type == 'cuda':
-            dt = lambda e: getattr(e, 'self_device_time_total', None) or getattr(e, 'self_cuda_time_total', 0)
+            dt = lambda e: getattr(e, 'device_time_total', None) or getattr(e, 'cuda_time_total', 0)   # a kernel has no children
             kern = [e for e in ev if str(e.device_type).endswith('CUDA') and dt(e) > 0]
         else:
             dt = lambda e: e.self_cpu_time_total
@@ -163,6 +170,8 @@ def main(argv=None):
                    help=f"of {', '.join(CONFIGS)}; a {CHK} suffix adds the engine's per-step checks (e.g. bf16cl{CHK})")
     p.add_argument('--models', nargs='+', default=list(MODELS), choices=list(MODELS), help='R: phase 1; RS: phase 2 with DPConv; S: phase 2 without')
     p.add_argument('--infer', nargs='*', default=['RS'], choices=list(MODELS), help='models that also get an inference row per config')
+    p.add_argument('--cells', nargs='+', type=cell, metavar='CONFIG:MODEL[:infer]',
+                   help='run exactly these rows in this order (e.g. bf16cl:RS compile:RS ro:RS fp32:RS:infer) instead of --models x --configs')
     p.add_argument('--engine-checks', action='store_true', help="add the engine's per-step grad norm + host sync")
     p.add_argument('--tiny', action='store_true', help='narrow one-block networks (CPU smoke tests of every path)')
     p.add_argument('--budget', type=float, default=None, help='seconds: no new row starts after this (the table keeps the rows done)')
@@ -183,12 +192,11 @@ def main(argv=None):
     if a.profile: return profile(a, dev)
 
     rows, base, t_start, seen = [], {}, time.perf_counter(), {'cudagraph skips': 0, 'graph breaks': 0, 'recompiles': 0}
-    # eager rows first (seconds each), then the compiled training rows model by model in --models order (each compiles
-    # for a minute or more), then the compiled inference rows (another, forward-only compile each)
-    eager, comp = [c for c in a.configs if conf(c)[3] is None], [c for c in a.configs if conf(c)[3]]
+    # rows run model by model in --models order, each model's configs in --configs order (most wanted first: a compile
+    # takes a minute or more, and --budget stops starting rows), then the inference rows; the table is sorted anyway
     infer = lambda c, m: m in a.infer and not c.endswith(CHK)          # the engine's checks are training-step work
-    cells = [(c, m, k) for c in eager for m in a.models for k in ('train',) + (('infer',) if infer(c, m) else ())]
-    cells += [(c, m, 'train') for m in a.models for c in comp] + [(c, m, 'infer') for m in a.models for c in comp if infer(c, m)]
+    cells = [(c, m, 'train') for m in a.models for c in a.configs] + [(c, m, 'infer') for m in a.models for c in a.configs if infer(c, m)]
+    if a.cells: cells = a.cells                                          # an explicit order instead
     for cfg, model, kind in cells:
         if a.budget is not None and time.perf_counter() - t_start > a.budget:
             rows.append(dict(kind=kind, model=model, cfg=cfg, error='skipped (--budget)')); continue

@@ -6,16 +6,17 @@
 #
 #     GPU=1 bash scripts/device/srsnet_bench.sh          # < 4 minutes; writes under $OUT
 #
-# 1. a profile of the eager bf16 + channels_last phase-2 step (top-15 CUDA kernels, GPU busy time vs wall time);
-# 2. the table: eager rows (fp32; bf16 + channels_last, also with the engine's per-step checks), then compile(default)
-#    and compile(reduce-overhead) rows model by model (RS = phase 2 with DPConv first, then R, then S without DPConv),
-#    then compiled inference. No new row starts after $BUDGET s; whatever is done when $LIMIT s run out is in the table.
-# Knobs (env): GPU (1), OUT (runs/srsnet_bench), BUDGET (135), LIMIT (185), STEPS (20), SIZE (256), BATCH (8),
-# MODELS ("RS R S"), CONFIGS ("fp32 bf16cl bf16cl+chk compile ro"), DEVICE (cuda), EXTRA (more bench arguments);
+# 1. the table, rows by priority: phase 2 (RS) under the engine's current setting (bf16 + channels_last, eager), then
+#    compiled (default; reduce-overhead = CUDA graphs) and fp32; the cheap eager rows of R and S; the engine's per-step
+#    checks; compiled R; inference; compiled S. No new row starts after $BUDGET s; the rows done when $LIMIT s run out
+#    are in the table ($OUT/table.md is rewritten after every row).
+# 2. if time is left: a profile of the eager bf16 + channels_last phase-2 step (top-15 CUDA kernels, GPU busy time).
+# Knobs (env): GPU (1), OUT (runs/srsnet_bench), BUDGET (140), LIMIT (180), STEPS (20), SIZE (256), BATCH (8),
+# CELLS (the rows, CONFIG:MODEL[:infer], see below), DEVICE (cuda), EXTRA (more bench arguments);
 # SAVE_INDUCTOR=1 returns the Inductor cache as $OUT/srs_inductor_cache.tar.gz (15-MiB parts .partNN when larger; carry
 # it/them next time as .devcache/srs_inductor_cache.tar.gz[.partNN]: the same torch, Triton and GPU then skip most of
 # the compile time). CPU dry run of the script itself (seconds):
-#     DEVICE=cpu GPU= SIZE=32 BATCH=2 STEPS=1 CONFIGS="fp32 bf16cl" EXTRA=--tiny bash scripts/device/srsnet_bench.sh
+#     DEVICE=cpu GPU= SIZE=32 BATCH=2 STEPS=1 CELLS="bf16cl:RS fp32:RS bf16cl:R" EXTRA=--tiny bash scripts/device/srsnet_bench.sh
 set -uo pipefail
 OUT=${OUT:-runs/srsnet_bench}; mkdir -p "$OUT"
 export CUDA_VISIBLE_DEVICES=${GPU-1} PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1 OMP_NUM_THREADS=4
@@ -29,17 +30,19 @@ T0=$(date +%s)
 nvidia-smi --query-gpu=index,name,memory.used,utilization.gpu --format=csv,noheader 2>/dev/null | sed 's/^/GPU (all of the host): /'
 "$PY" -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda, torch.cuda.get_device_name() if torch.cuda.is_available() else 'no GPU')"
 
-# 1. where the eager phase-2 step spends its GPU time (no compile: ~15 s)
-timeout 60 "$PY" bench/bench_srsnet.py --device "$DEV" --size "${SIZE:-256}" --batch "${BATCH:-8}" --steps 10 --warmup 3 \
-  --profile bf16cl --models RS "${EX[@]}" 2>&1 | grep -v "^STAGE\|profiler_st" | tee "$OUT/profile.md"
-
-# 2. the table (rows in $OUT/table.md as they finish)
-timeout "${LIMIT:-185}" "$PY" bench/bench_srsnet.py --device "$DEV" --size "${SIZE:-256}" --batch "${BATCH:-8}" \
-  --steps "${STEPS:-20}" --warmup 3 --configs ${CONFIGS:-fp32 bf16cl bf16cl+chk compile ro} --models ${MODELS:-RS R S} --infer RS \
-  --budget "${BUDGET:-135}" --out "$OUT" "${EX[@]}" > "$OUT/bench.log" 2>&1
+CELLS=${CELLS:-bf16cl:RS compile:RS ro:RS fp32:RS bf16cl:R fp32:R bf16cl:S fp32:S bf16cl+chk:RS ro+chk:RS compile:R ro:R \
+  bf16cl:RS:infer fp32:RS:infer compile:RS:infer compile:S ro:S}
+# 1. the table
+timeout "${LIMIT:-180}" "$PY" bench/bench_srsnet.py --device "$DEV" --size "${SIZE:-256}" --batch "${BATCH:-8}" \
+  --steps "${STEPS:-20}" --warmup 3 --cells $CELLS --budget "${BUDGET:-140}" --out "$OUT" "${EX[@]}" > "$OUT/bench.log" 2>&1
 rc=$?
 grep -v "^\s*$" "$OUT/bench.log" | grep -v "Warning\|warn(" | tail -n 40 | grep -v "^|" | cut -c1-220
-[ $rc = 124 ] && echo "(the table run hit the ${LIMIT:-185} s limit: the rows below are those finished)"
+[ $rc = 124 ] && echo "(the table run hit the ${LIMIT:-180} s limit: the rows below are those finished)"
+# 2. where the eager phase-2 step spends its GPU time (no compile: ~25 s), if there is time left
+if [ $(( $(date +%s) - T0 )) -lt "${PROFILE_BEFORE:-190}" ]; then
+  timeout 40 "$PY" bench/bench_srsnet.py --device "$DEV" --size "${SIZE:-256}" --batch "${BATCH:-8}" --steps 10 --warmup 3 \
+    --profile bf16cl --models RS "${EX[@]}" 2>&1 | grep -v "^STAGE\|profiler_st" > "$OUT/profile.md"
+else echo "no time left for the profile" > "$OUT/profile.md"; fi
 if [ "${SAVE_INDUCTOR:-0}" = 1 ]; then
   tar -czf /tmp/srs_ic_out.tar.gz -C "$TORCHINDUCTOR_CACHE_DIR" . && du -h /tmp/srs_ic_out.tar.gz
   if [ "$(stat -c %s /tmp/srs_ic_out.tar.gz)" -gt 15728640 ]; then split -b 15m -d /tmp/srs_ic_out.tar.gz "$OUT/srs_inductor_cache.tar.gz.part"
@@ -47,3 +50,4 @@ if [ "${SAVE_INDUCTOR:-0}" = 1 ]; then
 fi
 echo; echo "== total $(( $(date +%s) - T0 )) s"; echo
 cat "$OUT/table.md" 2>/dev/null || echo "no table written (see $OUT/bench.log)"
+echo; tail -n 22 "$OUT/profile.md"
