@@ -122,22 +122,31 @@ def fmt_table(rows, base):
         out.append(f"| {r['kind']} | {MODELS[r['model']]} | {conf(r['cfg'])[0]} | {r['img_s']:.1f} | {r['ms']:.1f} | {ratio} | {r['warm']:.1f} | {peak} |")
     return '\n'.join(out)
 
+def _md_rows(events, dt, steps, total, name_of, n=15):
+    rows = []
+    for i, e in enumerate(events[:n]):
+        name = name_of(e); name = name if len(name) <= 110 else name[:107] + '...'
+        rows.append(f"| {i + 1} | `{name}` | {e.count / steps:.0f} | {dt(e) / 1e3 / steps:.2f} | {100 * dt(e) / max(total, 1):.1f} |")
+    return rows
+
 def profile(a, dev):
-    "Top-15 kernels (CUDA; CPU ops on a CPU) by total time over `--steps` training steps of one config, and GPU busy time."
+    "Top-15 kernels (CUDA; CPU ops on a CPU) by total time over `--steps` training steps of one config, the GPU busy share,\n"
+    "and the top-15 ATen ops by the device time of the kernels they launch, by input shapes (which layer costs what)."
     from torch.profiler import profile as tprofile, ProfilerActivity
+    cuda = dev.type == 'cuda'
     for model in a.models:
         m, net, opt, x, y = setup(model, a.profile, a, dev)
         label, amp, cl, mode, chk = conf(a.profile)
         step = make_step(net, model, opt, x, y, amp, dev, chk or a.engine_checks, mode == 'reduce-overhead')
         for _ in range(a.warmup): step()
         sync(dev)
-        acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if dev.type == 'cuda' else [])
-        with tprofile(activities=acts) as prof:
+        acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+        with tprofile(activities=acts, record_shapes=True) as prof:
             t0 = time.perf_counter()
             for _ in range(a.steps): step()
             sync(dev); wall = time.perf_counter() - t0
         ev = prof.key_averages()
-        if dev.type == 'cuda':
+        if cuda:
             dt = lambda e: getattr(e, 'device_time_total', None) or getattr(e, 'cuda_time_total', 0)   # a kernel has no children
             kern = [e for e in ev if str(e.device_type).endswith('CUDA') and dt(e) > 0]
         else:
@@ -145,18 +154,22 @@ def profile(a, dev):
             kern = [e for e in ev if dt(e) > 0]
         total = sum(dt(e) for e in kern)
         kern.sort(key=dt, reverse=True)
-        what = 'CUDA kernels' if dev.type == 'cuda' else 'CPU ops (self time)'
+        what = 'CUDA kernels' if cuda else 'CPU ops (self time)'
         print(f"\n### Profile: {MODELS[model]}, {conf(a.profile)[0]}, batch {a.batch}, {a.size}x{a.size}, {a.steps} steps")
         print(f"wall {wall / a.steps * 1e3:.1f} ms/step; summed {what} {total / 1e3 / a.steps:.1f} ms/step "
-              f"({100 * total / 1e6 / wall:.0f} % of wall{'; < 100 %: the GPU waits for the host' if dev.type == 'cuda' else ''}); "
-              f"{sum(e.count for e in kern) / a.steps:.0f} {'kernel launches' if dev.type == 'cuda' else 'op calls'}/step")
-        print(f"| # | {what[:-1] if what.endswith('s') else what} | calls/step | ms/step | % |\n|---|---|---|---|---|")
-        for i, e in enumerate(kern[:15]):
-            name = e.key if len(e.key) <= 90 else e.key[:87] + '...'
-            print(f"| {i + 1} | `{name}` | {e.count / a.steps:.0f} | {dt(e) / 1e3 / a.steps:.2f} | {100 * dt(e) / max(total, 1):.1f} |")
-        if a.out: prof.export_chrome_trace(str(Path(a.out)/f'trace_{model}_{a.profile}.json'))
+              f"({100 * total / 1e6 / wall:.0f} % of wall{'; < 100 %: the GPU waits for the host' if cuda else ''}); "
+              f"{sum(e.count for e in kern) / a.steps:.0f} {'kernel launches' if cuda else 'op calls'}/step\n")
+        print('\n'.join([f"| # | {what} | calls/step | ms/step | % |", '|---|---|---|---|---|'] + _md_rows(kern, dt, a.steps, total, lambda e: e.key)))
+        # the ATen ops that launched the kernels (self device time: nested ops are not counted twice), by input shapes
+        ops = prof.key_averages(group_by_input_shape=True)
+        sdt = (lambda e: getattr(e, 'self_device_time_total', None) or getattr(e, 'self_cuda_time_total', 0)) if cuda else dt
+        ops = sorted([e for e in ops if not str(e.device_type).endswith('CUDA') and sdt(e) > 0], key=sdt, reverse=True)
+        shp = lambda e: f"{e.key} {[list(t) for t in (e.input_shapes or []) if t][:3]}".replace(' ', '')
+        print('\n'.join(['', f"| # | ATen op [input shapes] | calls/step | ms/step ({'device' if cuda else 'CPU self'}) | % |",
+                         '|---|---|---|---|---|'] + _md_rows(ops, sdt, a.steps, total, shp)))
+        if a.out and a.trace: prof.export_chrome_trace(str(Path(a.out)/f'trace_{model}_{a.profile}.json'))
         del m, net, opt
-        if dev.type == 'cuda': torch.cuda.empty_cache()
+        if cuda: torch.cuda.empty_cache()
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0], formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -176,6 +189,7 @@ def main(argv=None):
     p.add_argument('--tiny', action='store_true', help='narrow one-block networks (CPU smoke tests of every path)')
     p.add_argument('--budget', type=float, default=None, help='seconds: no new row starts after this (the table keeps the rows done)')
     p.add_argument('--profile', type=config_name, help='instead of the table: top-15 kernels of this config (for --models)')
+    p.add_argument('--trace', action='store_true', help='with --profile and --out: also write the Chrome trace (large)')
     p.add_argument('--out', help='folder: table.md (rewritten after every row), profile traces')
     a = p.parse_args(argv)
     dev = get_device(a.device)

@@ -10,7 +10,7 @@
 #    compiled (default; reduce-overhead = CUDA graphs) and fp32; the cheap eager rows of R and S; the engine's per-step
 #    checks; compiled R; inference; compiled S. No new row starts after $BUDGET s; the rows done when $LIMIT s run out
 #    are in the table ($OUT/table.md is rewritten after every row).
-# 2. if time is left: a profile of the eager bf16 + channels_last phase-2 step (top-15 CUDA kernels, GPU busy time).
+# 2. if time is left: a profile of the eager bf16 + channels_last phase-2 step (top-15 CUDA kernels, GPU busy time, top-15 ATen ops by input shape).
 # Knobs (env): GPU (1), OUT (runs/srsnet_bench), BUDGET (140), LIMIT (180), STEPS (20), SIZE (256), BATCH (8),
 # CELLS (the rows, CONFIG:MODEL[:infer], see below), DEVICE (cuda), EXTRA (more bench arguments);
 # SAVE_INDUCTOR=1 returns the Inductor cache as $OUT/srs_inductor_cache.tar.gz (15-MiB parts .partNN when larger; carry
@@ -40,7 +40,7 @@ grep -v "^\s*$" "$OUT/bench.log" | grep -v "Warning\|warn(" | tail -n 40 | grep 
 [ $rc = 124 ] && echo "(the table run hit the ${LIMIT:-180} s limit: the rows below are those finished)"
 # 2. where the eager phase-2 step spends its GPU time (no compile: ~25 s), if there is time left
 if [ $(( $(date +%s) - T0 )) -lt "${PROFILE_BEFORE:-190}" ]; then
-  timeout 40 "$PY" bench/bench_srsnet.py --device "$DEV" --size "${SIZE:-256}" --batch "${BATCH:-8}" --steps 10 --warmup 3 \
+  timeout 40 "$PY" bench/bench_srsnet.py --device "$DEV" --size "${SIZE:-256}" --batch "${BATCH:-8}" --steps 5 --warmup 3 \
     --profile bf16cl --models RS "${EX[@]}" 2>&1 | grep -v "^STAGE\|profiler_st" > "$OUT/profile.md"
 else echo "no time left for the profile" > "$OUT/profile.md"; fi
 if [ "${SAVE_INDUCTOR:-0}" = 1 ]; then
@@ -50,4 +50,4 @@ if [ "${SAVE_INDUCTOR:-0}" = 1 ]; then
 fi
 echo; echo "== total $(( $(date +%s) - T0 )) s"; echo
 cat "$OUT/table.md" 2>/dev/null || echo "no table written (see $OUT/bench.log)"
-echo; tail -n 22 "$OUT/profile.md"
+echo; grep -v "^SRSNet training step" "$OUT/profile.md" | tail -n 40
