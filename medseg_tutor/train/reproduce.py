@@ -122,7 +122,7 @@ def with_seeds(table:Table, seeds) -> Table:
     if len(set(names)) != len(names): raise MedsegError(f"--seeds {seeds} gives table '{table.name}' two runs of one name")
     return replace(table, runs=tuple(runs))
 
-# %% ../../nbs/54_train.reproduce.ipynb #e9f214c8
+# %% ../../nbs/54_train.reproduce.ipynb #6b5ee2c7
 def only_runs(table:Table, names) -> Table:
     "`table` cut down to the runs called `names` and the runs they wait for (phase 1 before its phase 2)."
     names = [n.strip() for n in (names.split(',') if isinstance(names, str) else names) if n.strip()]
