@@ -6,10 +6,12 @@
 #
 #     GPU=1 bash scripts/device/srsnet_bench.sh          # < 4 minutes; writes under $OUT
 #
-# 1. the table, rows by priority: phase 2 (RS) under the engine's current setting (bf16 + channels_last, eager), then
-#    compiled (default; reduce-overhead = CUDA graphs) and fp32; the cheap eager rows of R and S; the engine's per-step
-#    checks; compiled R; inference; compiled S. No new row starts after $BUDGET s; the rows done when $LIMIT s run out
-#    are in the table ($OUT/table.md is rewritten after every row).
+# 1. the table, rows by priority: phase 2 (RS) under the engine's current setting (bf16 + channels_last, eager) and fp32,
+#    then compiled: per residual block (regional: quickest to compile), whole network (default), whole network with CUDA
+#    graphs (reduce-overhead); the cheap eager rows of R and S; the engine's per-step checks; compiled R; inference;
+#    compiled S. No new row starts after $BUDGET s; the rows done when $LIMIT s run out are in the table ($OUT/table.md
+#    is rewritten after every row). A whole-network compile of S may take minutes when the Inductor cache is cold: for
+#    all rows, give the call 8 minutes (LIMIT=420 BUDGET=360) or carry the cache of a first call (SAVE_INDUCTOR=1).
 # 2. if time is left: a profile of the eager bf16 + channels_last phase-2 step (top-15 CUDA kernels, GPU busy time, top-15 ATen ops by input shape).
 # Knobs (env): GPU (1), OUT (runs/srsnet_bench), BUDGET (140), LIMIT (180), STEPS (20), SIZE (256), BATCH (8),
 # CELLS (the rows, CONFIG:MODEL[:infer], see below), DEVICE (cuda), EXTRA (more bench arguments);
@@ -30,8 +32,8 @@ T0=$(date +%s)
 nvidia-smi --query-gpu=index,name,memory.used,utilization.gpu --format=csv,noheader 2>/dev/null | sed 's/^/GPU (all of the host): /'
 "$PY" -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda, torch.cuda.get_device_name() if torch.cuda.is_available() else 'no GPU')"
 
-CELLS=${CELLS:-bf16cl:RS compile:RS ro:RS fp32:RS bf16cl:R fp32:R bf16cl:S fp32:S bf16cl+chk:RS ro+chk:RS compile:R ro:R \
-  bf16cl:RS:infer fp32:RS:infer compile:RS:infer compile:S ro:S}
+CELLS=${CELLS:-bf16cl:RS fp32:RS regional:RS compile:RS ro:RS bf16cl:R fp32:R bf16cl:S fp32:S bf16cl+chk:RS ro+chk:RS \
+  regional:R compile:R ro:R bf16cl:RS:infer fp32:RS:infer compile:RS:infer regional:S compile:S ro:S}
 # 1. the table
 timeout "${LIMIT:-180}" "$PY" bench/bench_srsnet.py --device "$DEV" --size "${SIZE:-256}" --batch "${BATCH:-8}" \
   --steps "${STEPS:-20}" --warmup 3 --cells $CELLS --budget "${BUDGET:-140}" --out "$OUT" "${EX[@]}" > "$OUT/bench.log" 2>&1
@@ -39,7 +41,7 @@ rc=$?
 grep -v "^\s*$" "$OUT/bench.log" | grep -v "Warning\|warn(" | tail -n 40 | grep -v "^|" | cut -c1-220
 [ $rc = 124 ] && echo "(the table run hit the ${LIMIT:-180} s limit: the rows below are those finished)"
 # 2. where the eager phase-2 step spends its GPU time (no compile: ~25 s), if there is time left
-if [ $(( $(date +%s) - T0 )) -lt "${PROFILE_BEFORE:-190}" ]; then
+if [ $(( $(date +%s) - T0 )) -lt "${PROFILE_BEFORE:-$(( ${LIMIT:-180} + 10 ))}" ]; then
   timeout 40 "$PY" bench/bench_srsnet.py --device "$DEV" --size "${SIZE:-256}" --batch "${BATCH:-8}" --steps 5 --warmup 3 \
     --profile bf16cl --models RS "${EX[@]}" 2>&1 | grep -v "^STAGE\|profiler_st" > "$OUT/profile.md"
 else echo "no time left for the profile" > "$OUT/profile.md"; fi
