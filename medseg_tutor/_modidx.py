@@ -893,6 +893,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                                                                                     'medseg_tutor/nets/srsnet.py'),
                                           'medseg_tutor.nets.srsnet.SRSSegmentationNet.forward': ( 'nets.srsnet.html#srssegmentationnet.forward',
                                                                                                    'medseg_tutor/nets/srsnet.py'),
+                                          'medseg_tutor.nets.srsnet._identity': ( 'nets.srsnet.html#_identity',
+                                                                                  'medseg_tutor/nets/srsnet.py'),
                                           'medseg_tutor.nets.srsnet._up': ('nets.srsnet.html#_up', 'medseg_tutor/nets/srsnet.py'),
                                           'medseg_tutor.nets.srsnet.check_multiple_of_8': ( 'nets.srsnet.html#check_multiple_of_8',
                                                                                             'medseg_tutor/nets/srsnet.py'),

@@ -22,7 +22,10 @@ class ChannelAttention(nn.Module):
         # one pass of the shared MLP over the stacked [avg; max] vectors (2B, C) as two matrix products: the same sums
         # as `mlp` on each (the 1x1 convs on 1x1 maps), with half the launches
         B = x.shape[0]
-        p = torch.cat([F.adaptive_avg_pool2d(x, 1), F.adaptive_max_pool2d(x, 1)]).flatten(1)       # (2B, C)
+        # global max as amax: the same values as the released AdaptiveMaxPool2d(1), whose CUDA kernel took 46 % of a
+        # bf16 channels_last phase-2 step's GPU time on an H200 (bench_srsnet --profile); with ties, amax shares the
+        # gradient among the tied elements instead of giving it all to one (another valid subgradient)
+        p = torch.cat([F.adaptive_avg_pool2d(x, 1), x.amax((2, 3), keepdim=True)]).flatten(1)      # (2B, C)
         h = F.linear(F.relu(F.linear(p, self.fc1.weight.flatten(1))), self.fc2.weight.flatten(1))   # (2B, C)
         return torch.sigmoid(h[:B] + h[B:])[:, :, None, None]                                       # (B, C, 1, 1)
 

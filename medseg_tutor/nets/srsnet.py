@@ -42,7 +42,7 @@ class ECAGate(nn.Module):
         super().__init__()
         self.conv = nn.Conv1d(1, 1, k, padding=k // 2, bias=False)
     def forward(self, x):
-        y = F.adaptive_max_pool2d(torch.sigmoid(x), 1).flatten(1)[:, None]     # (B, 1, C)
+        y = torch.sigmoid(x).amax((2, 3))[:, None]     # (B, 1, C); = adaptive_max_pool2d(., 1), without its slow NHWC kernel
         return x * torch.sigmoid(self.conv(y)).transpose(1, 2)[..., None]      # (B, C, 1, 1)
 
 class BLAM(nn.Module):
