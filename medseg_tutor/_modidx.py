@@ -1332,6 +1332,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                                                                                 'medseg_tutor/train/reproduce.py'),
                                               'medseg_tutor.train.reproduce._read_json': ( 'train.reproduce.html#_read_json',
                                                                                            'medseg_tutor/train/reproduce.py'),
+                                              'medseg_tutor.train.reproduce._run_machines': ( 'train.reproduce.html#_run_machines',
+                                                                                              'medseg_tutor/train/reproduce.py'),
                                               'medseg_tutor.train.reproduce._srsnet_runs': ( 'train.reproduce.html#_srsnet_runs',
                                                                                              'medseg_tutor/train/reproduce.py'),
                                               'medseg_tutor.train.reproduce._stop': ( 'train.reproduce.html#_stop',

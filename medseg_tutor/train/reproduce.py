@@ -353,7 +353,8 @@ def reproduce(table:str|Table, out, data_root=None, gpus=None, per_gpu:int=1, ep
                 step, ent = j.steps[0], record(j, rc, 'stopped at the deadline' if stopped else '')
                 if rc == 0 and step == 'train':
                     log = read_log(j.d)
-                    _write_json(dict(epochs=len(log), wall_s=ent['wall_s'], command=ent['command'], date=ent['start']), j.d/'trained.json')
+                    _write_json(dict(epochs=len(log), wall_s=ent['wall_s'], command=ent['command'], date=ent['start'],
+                                     machine=_machine()), j.d/'trained.json')
                 if rc == 0 and step == 'eval':
                     ev = _read_json(j.d/'eval.json.part')
                     if ev is None: rc = 1; say(f"{j.run.name}: eval printed no JSON (see {j.d/'eval.err'})")
@@ -444,7 +445,8 @@ def summarize(table:str|Table, out) -> list[dict]:
         if st != 'done' and att and att[-1]['rc'] != 0 and not att[-1].get('note'): st = f"failed (exit {att[-1]['rc']}, see {att[-1]['step'] == 'train' and 'train.log' or 'eval.err'})"
         rows.append(dict(run=r.name, recipe=r.recipe, fold=r.fold, seed=r.seed, arm=r.arm, status=st,
                          epochs=len(log), **_planned_epochs(d), best_epoch=best, metrics=run_metrics(d) if r.evaluate else {},
-                         train_s=round(sum(a['wall_s'] for a in att if a['step'] == 'train'), 1), attempts=len([a for a in att if a['step'] == 'train'])))
+                         train_s=round(sum(a['wall_s'] for a in att if a['step'] == 'train'), 1), attempts=len([a for a in att if a['step'] == 'train']),
+                         machine=tj.get('machine')))
     return rows
 
 _FITTED = re.compile(r"time budget .*running (\d+) of (\d+) epochs")
@@ -469,6 +471,11 @@ def _machine() -> str:
         return f"CPU ({os.cpu_count()} cores, {platform.machine()}), torch {torch.__version__}"
     except Exception: return platform.platform()
 
+def _run_machines(rows) -> str|None:
+    "The machines the runs trained on, as recorded in their trained.json (None if no run recorded one)."
+    ms = list(dict.fromkeys(r['machine'] for r in rows if r.get('machine')))
+    return ' and '.join(ms) if ms else None
+
 def table_markdown(table:str|Table, out, rows:list[dict]|None=None, machine:str|None=None, command:str|None=None) -> str:
     "The Markdown table: one row per run, mean ± std over the runs of each arm, then the published rows.\n"
     "Columns that would say the same on every row (the arm of a one-arm table, a single recipe) are left out."
@@ -481,7 +488,7 @@ def table_markdown(table:str|Table, out, rows:list[dict]|None=None, machine:str|
     lead = ['run'] + (['arm'] if show_arm else []) + (['recipe'] if show_recipe else [])
     n_lead = len(lead)
     L = [f"### {table.name}: {table.title}", '',
-         f"Machine: {machine or _machine()}; written {datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M')} UTC."]
+         f"Machine: {machine or _run_machines(rows) or _machine()}; written {datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M')} UTC."]
     if command: L.append(f"Command: `{command}`")
     if not show_recipe and len(recipes) == 1: L.append(f"All runs: recipe `{recipes[0]}`.")
     L += ['', '| ' + ' | '.join(lead + ['split', 'seed', 'epochs', 'best epoch'] + heads + ['status']) + ' |',
@@ -540,11 +547,12 @@ def plot_table_curves(table:str|Table, out, path=None):
     fig.tight_layout(); path = Path(path or out/'curves.png'); fig.savefig(path, dpi=100); plt.close(fig)
     return path
 
-def write_table(table:str|Table, out, command:str|None=None) -> str:
-    "Write `out/table.md` (and `out/curves.png`, `out/runs.json`); returns the Markdown."
+def write_table(table:str|Table, out, command:str|None=None, machine:str|None=None) -> str:
+    "Write `out/table.md` (and `out/curves.png`, `out/runs.json`); returns the Markdown. `machine`: where the runs trained\n"
+    "(default: what their trained.json files record, else this machine)."
     table, out = get_table(table), Path(out)
     rows = summarize(table, out)
-    md = table_markdown(table, out, rows, command=command)
+    md = table_markdown(table, out, rows, machine=machine, command=command)
     (out/'table.md').write_text(md); _write_json(rows, out/'runs.json')
     try: plot_table_curves(table, out)
     except ImportError: pass
@@ -571,6 +579,7 @@ def add_reproduce_args(p):
     p.add_argument('--device', help="--device passed to train and eval (default: cuda on a GPU slot, else cpu)")
     p.add_argument('--dry-run', action='store_true', help='print each run, its status and the commands it needs; run nothing')
     p.add_argument('--table-only', action='store_true', help='only (re)write table.md from what the run folders hold')
+    p.add_argument('--machine', help="with --table-only: the machine the runs trained on, for runs that did not record it")
 
 def reproduce_main(ns) -> int:
     "Body of `medseg-tutor reproduce`."
@@ -589,7 +598,7 @@ def reproduce_main(ns) -> int:
     out = Path(ns.out or f'runs/reproduce/{t.name}')
     cmd = ' '.join(map(shlex.quote, ['medseg-tutor', 'reproduce'] + sys.argv[sys.argv.index(ns.table) if ns.table in sys.argv else len(sys.argv):]))
     if ns.table_only:
-        out.mkdir(parents=True, exist_ok=True); print(write_table(t, out, cmd)); return 0
+        out.mkdir(parents=True, exist_ok=True); print(write_table(t, out, cmd, ns.machine)); return 0
     res = reproduce(t, out, ns.data_root, ns.gpus, ns.per_gpu, ns.epochs, ns.dry_run, shlex.split(ns.train_args),
                     ns.deadline, ns.device, command=cmd, fit_deadline=ns.fit_deadline, runs=ns.runs)
     return 1 if res.get('failed') else 0
