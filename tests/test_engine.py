@@ -111,23 +111,22 @@ def test_time_budget_shortens_run_and_completes_schedule(tmp_path):
     tr2 = Trainer(TinyUNet(width=4), toy(16), toy(8, seed=1), cfg, out=tmp_path, device='cpu')
     assert tr2.fit(resume=True)['epochs'] == 1          # a resumed shortened run stays shortened
 
+def budget_run(tmp_path, slow, secs, epochs, budget):
+    "A Trainer on toy data whose epochs `slow(epoch)` sleep `secs` first, with a time budget: slow compiles, stand-ins."
+    class Slow(Trainer):
+        def train_epoch(self, epoch):
+            if slow(epoch): time.sleep(secs)
+            return super().train_epoch(epoch)
+    return Slow(TinyUNet(width=4), toy(16), toy(8, seed=1), CFG.replace(epochs=epochs, time_budget_s=budget), out=tmp_path, device='cpu')
+
 def test_time_budget_is_replanned_every_epoch(tmp_path):
     "Epochs that slow down after the first are seen at once: the run ends within the budget, not after a fixed epoch."
-    class Slowing(Trainer):
-        def train_epoch(self, epoch):
-            if epoch >= 1: time.sleep(0.4)
-            return super().train_epoch(epoch)
-    res = Slowing(TinyUNet(width=4), toy(16), toy(8, seed=1), CFG.replace(epochs=40, time_budget_s=2.5), out=tmp_path, device='cpu').fit()
+    res = budget_run(tmp_path, lambda e: e >= 1, 0.4, 40, 2.5).fit()
     assert res['train_s'] < 2.5 + 0.8 and 2 <= res['epochs'] < 40, (res['train_s'], res['epochs'])
 
 def test_time_budget_ignores_one_slow_early_epoch(tmp_path):
     "A slow 2nd epoch (compilation, CUDA-graph recording) must not shorten the run for good: the plan uses a median."
-    class SlowSecond(Trainer):
-        def train_epoch(self, epoch):
-            if epoch == 1: time.sleep(1.5)
-            return super().train_epoch(epoch)
-    tr = SlowSecond(TinyUNet(width=4), toy(16), toy(8, seed=1), CFG.replace(epochs=12, time_budget_s=8.0), out=tmp_path, device='cpu')
-    assert tr.fit()['epochs'] == 12
+    assert budget_run(tmp_path, lambda e: e == 1, 1.5, 12, 8.0).fit()['epochs'] == 12
 
 DDP_SCRIPT = '''
 import os, sys, torch
@@ -252,11 +251,6 @@ def test_compiled_run_sends_only_full_batches_to_the_compiled_module(tmp_path, m
 def test_time_budget_slow_first_epoch_does_not_bend_the_schedule(tmp_path):
     "A slow first epoch (compilation) alone must not re-fit the schedule: on a device it once planned 3 of 300 epochs after"
     "epoch 1, so epoch 2 ran at 37 % of the learning rate before the next plan restored it."
-    class SlowFirst(Trainer):
-        def train_epoch(self, epoch):
-            if epoch == 0: time.sleep(1.5)
-            return super().train_epoch(epoch)
-    tr = SlowFirst(TinyUNet(width=4), toy(16), toy(8, seed=1), CFG.replace(epochs=12, time_budget_s=8.0), out=tmp_path, device='cpu')
-    res = tr.fit()
+    res = budget_run(tmp_path, lambda e: e == 0, 1.5, 12, 8.0).fit()
     lrs = [r['lr'] for r in res['history']]
     assert res['epochs'] == 12 and all(a >= b for a, b in zip(lrs, lrs[1:])), lrs     # poly: the lr never rises
