@@ -591,7 +591,6 @@ def reproduce_main(ns) -> int:
         return 0
     t = get_table(ns.table)
     if ns.seeds: t = with_seeds(t, [s for s in ns.seeds.split(',') if s.strip()])
-    if ns.runs is not None: only_runs(t, ns.runs)          # a bad name fails here, in one line, before anything runs
     if ns.epochs is not None and ns.epochs < 1: raise MedsegError(f"--epochs must be >= 1, got {ns.epochs}")
     if ns.per_gpu < 1: raise MedsegError(f"--per-gpu must be >= 1, got {ns.per_gpu}")
     if ns.data_root is not None and not Path(ns.data_root).exists(): raise MedsegError(f"data root '{ns.data_root}' does not exist")
