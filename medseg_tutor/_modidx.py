@@ -1176,6 +1176,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                                                                    'medseg_tutor/train/engine.py'),
                                            'medseg_tutor.train.engine.lr_factor': ( 'train.engine.html#lr_factor',
                                                                                     'medseg_tutor/train/engine.py'),
+                                           'medseg_tutor.train.engine.machine_label': ( 'train.engine.html#machine_label',
+                                                                                        'medseg_tutor/train/engine.py'),
                                            'medseg_tutor.train.engine.make_metrics': ( 'train.engine.html#make_metrics',
                                                                                        'medseg_tutor/train/engine.py'),
                                            'medseg_tutor.train.engine.plot_curves': ( 'train.engine.html#plot_curves',

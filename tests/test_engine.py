@@ -61,6 +61,8 @@ def test_trainer_learns_and_selects_best(tmp_path):
     best = torch.load(tmp_path/'best.pt', weights_only=True)
     assert best['epoch'] == res['best_epoch'] and (tmp_path/'curves.png').stat().st_size > 1000
     assert not [p for p in tmp_path.iterdir() if p.name.endswith('.tmp')]
+    import json                                                     # where it trained, for tables written elsewhere
+    assert json.loads((tmp_path/'summary.json').read_text())['machine'].startswith('CPU (')
 
 def _weights(p): return torch.load(p, weights_only=True)['model']
 

@@ -193,13 +193,14 @@ def test_runs_subset_starts_only_those_and_their_phase_one(tmp_path, monkeypatch
         R.reproduce_main(p.parse_args(['busi-mobileutr', '--runs', 'split9-seed41', '--out', str(tmp_path/'m')]))
 
 def test_table_names_the_machine_the_runs_trained_on(tmp_path):
-    "A table written elsewhere (run folders merged after several device calls) names the runs' machine, not its own."
+    "A table written elsewhere (run folders merged after several device calls) names the machine the engine recorded in\n"
+    "each run's summary.json, not its own."
     out = tmp_path/'t'
     for k in (1, 2, 3):
         _fake_run(out/f'split{k}-seed41', 70.0 + k, 80.0 + k)
-        (out/f'split{k}-seed41'/'trained.json').write_text(json.dumps(dict(epochs=3, machine='NVIDIA H200 x2, torch 2.11.0+cu130')))
+        (out/f'split{k}-seed41'/'summary.json').write_text(json.dumps(dict(epoch=3, epochs=3, machine='NVIDIA H200, torch 2.11.0+cu130')))
     md = R.write_table('busi-mobileutr', out, 'c')
-    assert 'Machine: NVIDIA H200 x2, torch 2.11.0+cu130;' in md
+    assert 'Machine: NVIDIA H200, torch 2.11.0+cu130;' in md
     assert 'Machine: my box;' in R.write_table('busi-mobileutr', out, 'c', machine='my box')     # --machine wins
     _fake_run(out/'x'/'split1-seed41', 70.0, 80.0)                                                   # no machine recorded
     assert 'Machine: ' + R._machine() in R.write_table('busi-mobileutr', out/'x', 'c')

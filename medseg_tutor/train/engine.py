@@ -21,7 +21,8 @@ from .checkpoint import load_checkpoint, write_epoch_files, CheckpointError
 # %% auto #0
 __all__ = ['COMPILE_MODES', 'RUN_FILES', 'TrainConfig', 'lr_factor', 'LRSchedule', 'get_loss', 'make_metrics', 'TinyUNet',
            'ddp_setup', 'seg_step', 'seg_evaluate', 'Callback', 'EpochEnd', 'StopTraining', 'NonFiniteError',
-           'CompiledFullBatches', 'Trainer', 'write_csv', 'read_csv', 'plot_curves', 'train_throughput']
+           'machine_label', 'CompiledFullBatches', 'Trainer', 'write_csv', 'read_csv', 'plot_curves',
+           'train_throughput']
 
 # %% ../../nbs/50_train.engine.ipynb #7571c2a0
 @dataclass
@@ -237,6 +238,14 @@ def _check_writable(out:Path):
 
 RUN_FILES = ('last.pt', 'best.pt', 'log.csv')
 
+def machine_label(device:torch.device) -> str:
+    "A short name of the machine a run trains on: the GPU's name (or the CPU's cores) and the torch version."
+    import platform
+    if device.type == 'cuda':
+        n = torch.cuda.device_count()
+        return f"{torch.cuda.get_device_name(device)}{f' (1 of {n})' if n > 1 else ''}, torch {torch.__version__}"
+    return f"CPU ({os.cpu_count()} cores, {platform.machine()}), torch {torch.__version__}"
+
 # %% ../../nbs/50_train.engine.ipynb #d4cc7609
 def _batch_len(x):
     if torch.is_tensor(x): return x.shape[0] if x.ndim else None
@@ -266,6 +275,7 @@ class Trainer:
         self.rank, self.world, local = ddp_setup()
         self.device = torch.device('cuda', local) if self.world > 1 and torch.cuda.is_available() else get_device(device)
         self.is_main = self.rank == 0
+        self.machine = machine_label(self.device)      # written to summary.json: where this run trained
         self._warn_slow_options()
         self.model = model.to(self.device)
         if self.cfg.channels_last: self.model = self.model.to(memory_format=torch.channels_last)
@@ -491,7 +501,7 @@ class Trainer:
                     meta=self.meta) if best_sd is not None else None
         last = self.state_dict() if self.epoch % max(1, self.cfg.save_every) == 0 or final else None
         write_epoch_files(self.out, last=last, best=best,
-                          summary=dict(epoch=self.epoch, epochs=self.cfg.epochs, requested_epochs=self.requested_epochs,
+                          summary=dict(epoch=self.epoch, epochs=self.cfg.epochs, requested_epochs=self.requested_epochs, machine=self.machine,
                                        steps=self.global_step,
                                        select_metric=self.cfg.select_metric, select_mode=self.cfg.select_mode))
 

@@ -353,8 +353,7 @@ def reproduce(table:str|Table, out, data_root=None, gpus=None, per_gpu:int=1, ep
                 step, ent = j.steps[0], record(j, rc, 'stopped at the deadline' if stopped else '')
                 if rc == 0 and step == 'train':
                     log = read_log(j.d)
-                    _write_json(dict(epochs=len(log), wall_s=ent['wall_s'], command=ent['command'], date=ent['start'],
-                                     machine=_machine()), j.d/'trained.json')
+                    _write_json(dict(epochs=len(log), wall_s=ent['wall_s'], command=ent['command'], date=ent['start']), j.d/'trained.json')
                 if rc == 0 and step == 'eval':
                     ev = _read_json(j.d/'eval.json.part')
                     if ev is None: rc = 1; say(f"{j.run.name}: eval printed no JSON (see {j.d/'eval.err'})")
@@ -446,7 +445,7 @@ def summarize(table:str|Table, out) -> list[dict]:
         rows.append(dict(run=r.name, recipe=r.recipe, fold=r.fold, seed=r.seed, arm=r.arm, status=st,
                          epochs=len(log), **_planned_epochs(d), best_epoch=best, metrics=run_metrics(d) if r.evaluate else {},
                          train_s=round(sum(a['wall_s'] for a in att if a['step'] == 'train'), 1), attempts=len([a for a in att if a['step'] == 'train']),
-                         machine=tj.get('machine')))
+                         machine=(_read_json(d/'summary.json') or {}).get('machine')))
     return rows
 
 _FITTED = re.compile(r"time budget .*running (\d+) of (\d+) epochs")
@@ -472,7 +471,7 @@ def _machine() -> str:
     except Exception: return platform.platform()
 
 def _run_machines(rows) -> str|None:
-    "The machines the runs trained on, as recorded in their trained.json (None if no run recorded one)."
+    "The machines the runs trained on, as the engine recorded them in summary.json (None if no run did)."
     ms = list(dict.fromkeys(r['machine'] for r in rows if r.get('machine')))
     return ' and '.join(ms) if ms else None
 
@@ -549,7 +548,7 @@ def plot_table_curves(table:str|Table, out, path=None):
 
 def write_table(table:str|Table, out, command:str|None=None, machine:str|None=None) -> str:
     "Write `out/table.md` (and `out/curves.png`, `out/runs.json`); returns the Markdown. `machine`: where the runs trained\n"
-    "(default: what their trained.json files record, else this machine)."
+    "(default: what their summary.json files record, else this machine)."
     table, out = get_table(table), Path(out)
     rows = summarize(table, out)
     md = table_markdown(table, out, rows, machine=machine, command=command)
