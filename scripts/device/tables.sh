@@ -14,6 +14,10 @@
 # Compile cache across calls: with SAVE_INDUCTOR=1 the Inductor cache comes back as $OUT/inductor_cache.tar.gz (or as
 # 15-MiB parts inductor_cache.tar.gz.partNN); copy it (them) to .devcache/ and carry it next time: the same torch, Triton and GPU then
 # skip the ~200 s that compiling took per process (measured 2026-11-29: six processes compiling at once on 32 cores).
+# AFTER<gpu> (e.g. AFTER1='bash scripts/device/srsnet_bench.sh'): a command run on that GPU once its job has returned, if
+# more than 60 s are left before DEADLINE; it sees GPU, LEFT (seconds left) and CUDA_VISIBLE_DEVICES. R (run folders) and
+# TORCHINDUCTOR_CACHE_DIR may point into the repo's ignored runs/: on a machine kept warm between calls they stay, so a
+# table stopped at one call's deadline resumes (from each run's last.pt) in the next call, compiling from a warm cache.
 set -uo pipefail
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"; R=${R:-/tmp/tables}; mkdir -p "$R"
 CACHE=${CACHE:-.devcache/busi256.npz}; DEADLINE=${DEADLINE:-480}; TRAIN_ARGS=${TRAIN_ARGS:---compile reduce-overhead}
@@ -54,8 +58,13 @@ for job in "$@"; do
   k=$([ $USE_MPS = 1 ] && echo "$k_mps" || echo "$k_plain")
   left=$(( DEADLINE - ($(date +%s) - T0) ))
   stamp "job $name: $table on GPU $gpu, $k at once, deadline in ${left} s; $more"
-  python3 -m medseg_tutor reproduce "$table" --out "$R/$name" --data-root "$CACHE" --gpus "$gpu" --per-gpu "$k" \
-      --deadline "$left" "${MORE[@]}" --train-args "$TRAIN_ARGS $ta" > "$R/$name.log" 2>&1 &
+  after_var="AFTER$gpu"; after=${!after_var:-}
+  ( python3 -m medseg_tutor reproduce "$table" --out "$R/$name" --data-root "$CACHE" --gpus "$gpu" --per-gpu "$k" \
+      --deadline "$left" "${MORE[@]}" --train-args "$TRAIN_ARGS $ta" > "$R/$name.log" 2>&1
+    LEFT=$(( DEADLINE - ($(date +%s) - T0) ))
+    if [ -n "$after" ] && [ "$LEFT" -gt 60 ]; then   # the GPU is free before the deadline: its follow-up command
+      stamp "GPU $gpu free, $LEFT s left: $after"; GPU=$gpu LEFT=$LEFT CUDA_VISIBLE_DEVICES=$gpu bash -c "$after"; stamp "GPU $gpu follow-up returned"
+    fi ) &
   pids+=($!)
 done
 wait "${pids[@]}"
