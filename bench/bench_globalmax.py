@@ -4,7 +4,10 @@ shapes of SRSNet's segmentation net at 256x256, batch 8. Prints a table of ratio
 
     python bench/bench_globalmax.py [--device cuda] [--dtype bf16] [--layout channels_last] [--reps 20]
 """
-import argparse, torch, torch.nn.functional as F
+import argparse, sys
+from pathlib import Path
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as `python3 bench/...` without the package installed
+import torch, torch.nn.functional as F
 from medseg_tutor.core import benchmark
 
 SHAPES = [(8, 16, 256, 256), (8, 64, 128, 128), (8, 128, 64, 64), (8, 256, 32, 32)]
