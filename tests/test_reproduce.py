@@ -136,6 +136,21 @@ def test_deadline_stops_and_resumes(tmp_path):
         assert (d/'eval_partial.json').is_file() and '(so far)' in (out/'table.md').read_text()
         assert '--resume' in R.plan(one, out, root, epochs=500, train_args=SMALL)[0]['commands'][0]
 
+def test_table_rows_per_seed(tmp_path, monkeypatch):
+    "Two seeds of a split table: one row per seed with ± over its splits (what the published ± is), then all runs."
+    out, vals = tmp_path/'t', {41: [70.06, 71.73, 74.81], 42: [69.89, 72.36, 74.65]}
+    for s, ious in vals.items():
+        for k, iou in enumerate(ious, 1): _fake_run(out/f'split{k}-seed{s}', iou, iou + 8)
+    monkeypatch.setattr(R, '_planned_epochs', lambda d: dict(planned=3, fitted=None))
+    lines = R.table_markdown(R.with_seeds(R.get_table('busi-mobileutr'), [41, 42]), out, machine='m').splitlines()
+    for s, ious in vals.items():
+        row = next(l for l in lines if l.startswith(f'| mean ± std over the 3 split(s) of seed {s} '))
+        assert f"| {statistics.mean(ious):.2f} ± {statistics.stdev(ious):.2f} |" in row
+    both = vals[41] + vals[42]
+    assert f"{statistics.mean(both):.2f} ± {statistics.stdev(both):.2f}" in next(l for l in lines if 'mean ± std over 6 run(s)' in l)
+    # one seed: no per-seed row
+    assert not any('of seed' in l for l in R.table_markdown('busi-mobileutr', out, machine='m').splitlines())
+
 def test_seeds_repeat_every_run(tmp_path, capsys):
     t = R.with_seeds(R.get_table('busi-srsnet'), [41, 7])
     assert len(t.runs) == 2 * len(R.get_table('busi-srsnet').runs)
