@@ -89,6 +89,9 @@ def _train_args(p):
     p.add_argument('--normalize', choices=['imagenet', 'released'], default=None,
                    help="BUSI/SIRST recipes: input scaling, 'imagenet' (default) or 'released' (ImageNet standardisation "
                         "divided by 255 again, as the released Mobile U-ViT and SRSNet loaders do)")
+    p.add_argument('--augment', choices=['dihedral', 'released'], default=None,
+                   help="BUSI/SIRST recipes: training augmentation, 'dihedral' (default: the 8 rotations/flips, uniformly) or "
+                        "'released' (the same maps drawn as the released RandomRotate90 + Flip do: a third of images unchanged)")
     p.add_argument('--compile', nargs='?', const=True, default=None, type=_compile_arg,
                    help=f"torch.compile the model (optionally a mode: {', '.join(COMPILE_MODES)}); slow to start on a CPU")
     p.add_argument('--resume', action='store_true', help='continue from OUT/last.pt')
@@ -135,7 +138,7 @@ def _train(ns):
     if isinstance(size, list): size = max(size)          # benchmark recipes train square; own data was sized by --size already
     out = ns.out or f'runs/{r.name}'
     kw = dict(lr=ns.lr, optimizer=ns.optimizer, time_budget_s=ns.time_budget, channels_last=True if ns.channels_last else None,
-              fold=fold if ns.fold is not None else None, own=own, normalize=ns.normalize)
+              fold=fold if ns.fold is not None else None, own=own, normalize=ns.normalize, augment=ns.augment)
     three_d = dict(variant=ns.variant, modality=ns.modality, spacing=ns.spacing, n_crops=ns.n_crops, mask_ratio=ns.mask_ratio)
     if r.task in ('mim', '3d-seg'): kw.update(three_d)
     elif any(v is not None for v in three_d.values()):

@@ -13,8 +13,8 @@ from ..core import DataError, ShapeError, check_shape
 from .transforms import normalize_stats, apply_normalize, NORMALIZE_MODES
 
 # %% auto #0
-__all__ = ['DIHEDRAL_INVERSE', 'CACHE_FORMAT', 'dihedral_ref', 'dihedral_index', 'dihedral', 'random_codes', 'save_cache',
-           'load_cache', 'TensorSegData']
+__all__ = ['DIHEDRAL_INVERSE', 'RELEASED_CODE_PROBS', 'CACHE_FORMAT', 'dihedral_ref', 'dihedral_index', 'dihedral',
+           'released_rot_flip_ref', 'released_code', 'random_codes', 'save_cache', 'load_cache', 'TensorSegData']
 
 # %% ../../nbs/45_data.tensors.ipynb #6fa9c0b4
 DIHEDRAL_INVERSE = (0, 3, 2, 1, 4, 5, 6, 7)
@@ -52,11 +52,39 @@ def dihedral(x:torch.Tensor, # (B, C, H, W), any dtype, any device
     idx = dihedral_index(H, W, x.device)[g]                      # (B, HW)
     return x.reshape(B, C, H * W).gather(2, idx[:, None].expand(B, C, H * W)).view(B, C, H, W)
 
+# %% ../../nbs/45_data.tensors.ipynb #790c95ea
+def released_rot_flip_ref(x:torch.Tensor, # (B, C, H, W)
+                          k:int, # quarter turns of RandomRotate90 (0..3; 0 also when it is not applied)
+                          d:int|None, # Flip: 0 up-down, 1 left-right, -1 both, None not applied
+                         ) -> torch.Tensor:
+    "Reference: the released augmentation, literally: rotate by k quarter turns (`np.rot90` = `torch.rot90` on (H, W)), then flip."
+    x = torch.rot90(x, k, (-2, -1))
+    return x if d is None else x.flip({0: (-2,), 1: (-1,), -1: (-2, -1)}[d])
+
+def released_code(k:int, d:int|None) -> int:
+    "The dihedral code (`dihedral`'s numbering) of rotating by k, then flipping by d (see the table above)."
+    if d is None: return k % 4
+    if d == -1: return (k + 2) % 4                     # both mirrors = half turn
+    return 4 + (-k) % 4 if d == 1 else 4 + (2 - k) % 4  # F R^k = R^-k F; up-down = R^2 F
+
+def _released_probs() -> torch.Tensor:
+    p = torch.zeros(8, dtype=torch.float64)
+    for k, pk in enumerate((5 / 8, 1 / 8, 1 / 8, 1 / 8)):
+        for d, pd in ((None, 1 / 2), (0, 1 / 6), (1, 1 / 6), (-1, 1 / 6)): p[released_code(k, d)] += pk * pd
+    return p
+
+RELEASED_CODE_PROBS = _released_probs()   # P(code) under RandomRotate90() + Flip(), albumentations defaults
+
 def random_codes(n:int, # how many codes
                  gen:torch.Generator|None=None, # RNG (the Trainer passes a seeded one)
                  square:bool=True, # False: only 0, 2, 4, 6 (keep H and W)
+                 draw:str='uniform', # 'uniform' over the group, or 'released' (`RELEASED_CODE_PROBS`; square images only)
                 ) -> torch.Tensor:
-    "Uniform codes over the 8 symmetries of a square, or over the 4 that keep a rectangle's shape."
+    "Random dihedral codes: uniform over the 8 symmetries of a square (or the 4 that keep a rectangle's shape), or the released draw."
+    if draw == 'released':
+        if not square: raise ShapeError("the released augmentation draw rotates by 90°, which needs square images (resize them first)")
+        return torch.multinomial(RELEASED_CODE_PROBS.float(), n, replacement=True, generator=gen)
+    if draw != 'uniform': raise DataError(f"random_codes: draw must be 'uniform' or 'released', got {draw!r}")
     if square: return torch.randint(0, 8, (n,), generator=gen)
     return 2 * torch.randint(0, 4, (n,), generator=gen)
 
@@ -161,7 +189,8 @@ class TensorSegData:
                  names:Sequence[str]|None=None,
                  in_channels:int=3, # grey images are repeated to this many channels for the model
                  normalize:str='imagenet', # 'imagenet' ((x/255 - mean) / std), 'released' (the same / 255) or 'none' (x/255)
-                 augment:bool=False, # random dihedral map per image in `batch` when a generator is given
+                 augment:bool|str=False, # random dihedral map per image in `batch` when a generator is given: True (or
+                 # 'dihedral'): uniform over the 8 maps; 'released': the released RandomRotate90 + Flip draw
                  roi:torch.Tensor|None=None, # (N, 1, H, W) {0,1}: pixels scored (1) or ignored (0)
                  orig_hw:Sequence[tuple[int, int]]|None=None, # each image's size before resizing
                  content_hw:Sequence[tuple[int, int]]|None=None, # each image's size after resizing, before padding
@@ -172,6 +201,9 @@ class TensorSegData:
             raise DataError("TensorSegData cannot apply a per-item transform: its augmentation is augment=True (random "
                             "dihedral maps per batch) and its normalisation normalize='imagenet'|'released'|'none'; train on the "
                             "Dataset through a DataLoader if you need your own transform")
+        if augment not in (False, True, None, 'dihedral', 'released'):
+            raise DataError(f"augment must be False, True/'dihedral' (uniform dihedral maps) or 'released' (the released "
+                            f"RandomRotate90 + Flip draw), got {augment!r}")
         if normalize not in NORMALIZE_MODES:
             raise DataError(f"normalize must be one of {', '.join(NORMALIZE_MODES)}, got {normalize!r}")
         check_shape(images, ('N', None, 'H', 'W'), 'images')
@@ -244,7 +276,8 @@ class TensorSegData:
         r = None if self.roi is None else self.roi[idx]
         codes = None
         if isinstance(gen, torch.Tensor): codes = gen
-        elif gen is not None and self.augment: codes = random_codes(len(idx), gen, square=x.shape[-1] == x.shape[-2])
+        elif gen is not None and self.augment:
+            codes = random_codes(len(idx), gen, square=x.shape[-1] == x.shape[-2], draw='released' if self.augment == 'released' else 'uniform')
         if codes is not None:
             codes = codes.to(self.device, non_blocking=True)
             x, y = dihedral(x, codes), dihedral(y, codes)

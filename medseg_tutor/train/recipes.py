@@ -103,14 +103,16 @@ def _record(recipe:Recipe, dataset:str, fold, train:TensorSegData, val:TensorSeg
     data = dict(dataset=dataset, fold=fold, train_names=list(train.names), val_names=[] if val is None else list(val.names))
     return pre, data
 
-def benchmark_data(recipe:Recipe, data_root=None, *, size:int, fold:int|None=None, normalize:str='imagenet', **_) -> dict:
+def benchmark_data(recipe:Recipe, data_root=None, *, size:int, fold:int|None=None, normalize:str='imagenet',
+                   augment:str='dihedral', **_) -> dict:
     "BUSI (its shipped split `fold`) or SIRST (`idx_427` train / val) at `size`², or the same splits from a cache file;\n"
-    "`normalize='released'` feeds the network the released loaders' doubly scaled input (see `data.transforms.apply_normalize`)."
+    "`normalize='released'` feeds the network the released loaders' doubly scaled input (see `data.transforms.apply_normalize`);\n"
+    "`augment='released'` draws the training maps as the released RandomRotate90 + Flip do (`data.tensors.RELEASED_CODE_PROBS`)."
     ds_name = recipe.dataset
     if ds_name not in ('busi', 'sirst'): raise MedsegError(f"benchmark_data reads 'busi' or 'sirst', not '{ds_name}'")
     kw = dict(in_channels=recipe.in_channels, normalize=normalize)
     if data_root is not None and str(data_root).endswith('.npz'):
-        tr = TensorSegData.from_cache(data_root, 'train', fold, augment=True, **kw)
+        tr = TensorSegData.from_cache(data_root, 'train', fold, augment=augment, **kw)
         va = TensorSegData.from_cache(data_root, 'val', fold, **kw)
         tr, va = tr.resized(size), va.resized(size)
     else:
@@ -118,9 +120,10 @@ def benchmark_data(recipe:Recipe, data_root=None, *, size:int, fold:int|None=Non
         def load(split):
             if ds_name == 'busi': ds = D.BUSIDataset(root, split=split, fold=fold or 1, size=size)
             else: ds = D.SIRSTDataset(root, split=split, size=size)
-            return TensorSegData.from_dataset(ds, augment=split == 'train', **kw)
+            return TensorSegData.from_dataset(ds, augment=augment if split == 'train' else False, **kw)
         tr, va = load('train'), load('val')
     pre, data = _record(recipe, ds_name, fold, tr, va, size)
+    data['augment'] = augment
     return dict(train=tr, val=va, preprocess=pre, data=data)
 
 def synthetic_data(recipe:Recipe, data_root=None, *, size:int, n_train:int=512, n_val:int=96, **_) -> dict:
@@ -232,8 +235,10 @@ def check_fold(recipe:Recipe, fold) -> int|None:
 
 def run_trainer(recipe:Recipe|str, *, data_root=None, out='runs/run', size:int|None=None, batch_size:int|None=None,
                 epochs:int|None=None, max_steps:int|None=None, device='auto', init=None, resume:bool=False,
-                seed:int|None=None, amp:str|None=None, compile:bool|str|None=None, normalize:str|None=None, **overrides) -> dict:
+                seed:int|None=None, amp:str|None=None, compile:bool|str|None=None, normalize:str|None=None, augment:str|None=None,
+                **overrides) -> dict:
     "Train `recipe` through the engine; `normalize`: the input scaling of a BUSI/SIRST recipe ('imagenet' or 'released');\n"
+    "`augment`: its training augmentation ('dihedral': uniform, the default; 'released': the released RandomRotate90 + Flip draw);\n"
     "`overrides`: `fold`, `own` (own data), `overwrite`, `progress`, `callbacks`,\n"
     "or any `TrainConfig` field. Returns `Trainer.fit`'s result plus the recipe name."
     r = get_recipe(recipe)
@@ -247,8 +252,9 @@ def run_trainer(recipe:Recipe|str, *, data_root=None, out='runs/run', size:int|N
     if r.init is not None and init in (None, 'none'):
         raise MedsegError(f"recipe '{r.name}' starts from a '{r.init}' run: pass --init <that run's out>/best.pt")
     size = int(size or r.size)
-    _check_normalize(r, normalize)
-    data = r.data(r, data_root, size=size, fold=fold, own=own, **({} if normalize is None else dict(normalize=normalize)))
+    _check_normalize(r, normalize, augment)
+    extra = {k: v for k, v in dict(normalize=normalize, augment=augment).items() if v is not None}
+    data = r.data(r, data_root, size=size, fold=fold, own=own, **extra)
     if r.target_steps and epochs is None:
         spe = math.ceil(len(data['train']) / cfg.batch_size)
         cfg = cfg.replace(epochs=max(5, min(1000, math.ceil(r.target_steps / spe))))
@@ -268,14 +274,18 @@ def run_trainer(recipe:Recipe|str, *, data_root=None, out='runs/run', size:int|N
     res.update(recipe=r.name, n_train=len(data['train']), n_val=len(data['val']) if data['val'] is not None else 0)
     return res
 
-def _check_normalize(r:Recipe, normalize):
-    if normalize is not None and r.data is not benchmark_data:
-        raise MedsegError(f"--normalize applies to the BUSI/SIRST recipes, not '{r.name}'")
+def _check_normalize(r:Recipe, normalize, augment=None):
+    "--normalize and --augment change the BUSI/SIRST loaders (`benchmark_data`): an error for any other recipe."
+    for flag, v in (('normalize', normalize), ('augment', augment)):
+        if v is not None and r.data is not benchmark_data:
+            raise MedsegError(f"--{flag} applies to the BUSI/SIRST recipes, not '{r.name}'")
+    if augment not in (None, 'dihedral', 'released'):
+        raise MedsegError(f"--augment must be 'dihedral' or 'released', got {augment!r}")
 
 def run_recipe(recipe:Recipe|str, **kw) -> dict:
     "Run `recipe` with its runner (`run_trainer` unless the recipe has its own); same keywords as `run_trainer`."
     r = get_recipe(recipe)
-    _check_normalize(r, kw.get('normalize'))          # before a recipe's own runner, which takes no normalize
+    _check_normalize(r, kw.get('normalize'), kw.get('augment'))    # before a recipe's own runner, which takes neither
     return (r.runner or run_trainer)(r, **kw)
 
 # %% ../../nbs/51_train.recipes.ipynb #0d8f184f
