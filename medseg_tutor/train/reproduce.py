@@ -488,8 +488,8 @@ def table_markdown(table:str|Table, out, rows:list[dict]|None=None, machine:str|
     n_lead = len(lead)
     L = [f"### {table.name}: {table.title}", '',
          f"Machine: {machine or _run_machines(rows) or _machine()}; written {datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M')} UTC."]
-    if command: L.append(f"Command: `{command}`")
-    if not show_recipe and len(recipes) == 1: L.append(f"All runs: recipe `{recipes[0]}`.")
+    if command: L += ['', f"Command: `{command}`"]                    # blank lines: one paragraph each when rendered
+    if not show_recipe and len(recipes) == 1: L += ['', f"All runs: recipe `{recipes[0]}`."]
     L += ['', '| ' + ' | '.join(lead + ['split', 'seed', 'epochs', 'best epoch'] + heads + ['status']) + ' |',
           '|' + '---|' * n_lead + '---:|---:|---:|---:|' + '---:|' * len(keys) + '---|']
     fitted = False
