@@ -4,7 +4,7 @@
 
 # %% ../../nbs/54_train.reproduce.ipynb #2713ac6a
 from __future__ import annotations
-import os, re, sys, json, time, shlex, signal, subprocess, statistics, datetime, platform, csv
+import os, re, sys, json, time, shlex, signal, subprocess, statistics, datetime, csv
 from dataclasses import dataclass, field, asdict, replace
 from pathlib import Path
 from ..core import MedsegError
@@ -464,11 +464,10 @@ def _planned_epochs(d) -> dict:
     return dict(planned=req, fitted=n if n < req else None)
 
 def _machine() -> str:
-    try:
-        import torch
-        if torch.cuda.is_available(): return f"{torch.cuda.get_device_name(0)} x{torch.cuda.device_count()}, torch {torch.__version__}"
-        return f"CPU ({os.cpu_count()} cores, {platform.machine()}), torch {torch.__version__}"
-    except Exception: return platform.platform()
+    "This machine, named as the engine names the machine of a run (`engine.machine_label`): for tables of runs that recorded none."
+    import torch
+    from .engine import machine_label
+    return machine_label(torch.device('cuda' if torch.cuda.is_available() else 'cpu'))
 
 def _run_machines(rows) -> str|None:
     "The machines the runs trained on, as the engine recorded them in summary.json (None if no run did)."
