@@ -11,7 +11,7 @@ __all__ = ['conv_bn_relu', 'ResBlock', 'res_stack', 'ECAGate', 'BLAM', 'PixelShu
 import torch, torch.nn as nn, torch.nn.functional as F
 from ..core import ShapeError, check_shape
 from ..registry import register_model
-from ..blocks.dpconv import DPConv, ChannelAttention, SpatialAttention
+from ..blocks.dpconv import DPConv, ChannelAttention, SpatialAttention, global_max
 
 # %% ../../nbs/21_nets.srsnet.ipynb #92570a0d
 def conv_bn_relu(cin, cout, k=1, bias=True):
@@ -42,7 +42,7 @@ class ECAGate(nn.Module):
         super().__init__()
         self.conv = nn.Conv1d(1, 1, k, padding=k // 2, bias=False)
     def forward(self, x):
-        y = torch.sigmoid(x).amax((2, 3))[:, None]     # (B, 1, C); = adaptive_max_pool2d(., 1), without its slow NHWC kernel
+        y = global_max(torch.sigmoid(x))[:, None]      # (B, 1, C); = adaptive_max_pool2d(., 1) (not amax: see `global_max`)
         return x * torch.sigmoid(self.conv(y)).transpose(1, 2)[..., None]      # (B, C, 1, 1)
 
 class BLAM(nn.Module):
