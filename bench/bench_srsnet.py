@@ -6,7 +6,10 @@ A training step is the recipes' step (`medseg_tutor.train.recipes` srsnet-*): fo
 (`reconstruction_loss` / `segmentation_loss`), backward, SGD (lr 0.01, momentum 0.9, wd 1e-4; fused on CUDA, as the
 engine) over the parameters that require grad. `--engine-checks` adds what `Trainer.train_step` does besides
 (global grad norm + one host sync per step for the finite check), to see what they cost. Timing: `--warmup` steps
-(the first one compiles), then `--steps` steps between two `torch.cuda.synchronize()`.
+(the first one compiles), then `--steps` steps between two `torch.cuda.synchronize()`. After the timed steps every row
+checks, once (one host sync, outside the timing), that the last loss (or inference output) and all the network's weights
+and buffers are finite: a row that trained or ran into NaN/Inf is reported as NON-FINITE, never as a speed.
+Each row starts from the same fresh state: the network rebuilt from seed 0, a new optimiser, the same batch, Dynamo reset.
 
     python bench/bench_srsnet.py --device cuda --size 256 --batch 8 --steps 20          # full size (GPU)
     python bench/bench_srsnet.py --device cpu --size 64 --batch 2 --steps 2 --tiny      # smoke test (CPU)
@@ -88,15 +91,23 @@ def sync(dev):
     if dev.type == 'cuda': torch.cuda.synchronize(dev)
 
 def timed(fn, warmup, steps, dev):
-    "(warm-up s, ms per call, peak MiB): warm-up calls (compilation included), then `steps` synchronised calls."
+    "(warm-up s, ms per call, peak MiB, last output): warm-up calls (compilation included), then `steps` synchronised calls."
     if dev.type == 'cuda': torch.cuda.reset_peak_memory_stats(dev)
     t0 = time.perf_counter()
-    for _ in range(warmup): fn()
+    for _ in range(warmup): out = fn()
     sync(dev); t1 = time.perf_counter()
-    for _ in range(steps): fn()
+    for _ in range(steps): out = fn()
     sync(dev); t2 = time.perf_counter()
     peak = torch.cuda.max_memory_allocated(dev) / 2**20 if dev.type == 'cuda' else float('nan')
-    return t1 - t0, (t2 - t1) / steps * 1e3, peak
+    return t1 - t0, (t2 - t1) / steps * 1e3, peak, out
+
+def nonfinite(m, out) -> str:
+    "'' if `out` (the last loss / inference sum) and every floating weight and buffer of `m` are finite, else what is not."
+    sd = {k: v for k, v in m.state_dict().items() if v.is_floating_point()}
+    flags = torch.stack([torch.isfinite(out.detach()).all()] + [torch.isfinite(v).all() for v in sd.values()]).cpu()   # one sync
+    if bool(flags.all()): return ''
+    bad = [k for k, ok in zip(sd, flags[1:].tolist()) if not ok]
+    return f"last {'loss' if out.dim() == 0 else 'output'} {out.detach().float().sum().item():.4g}; {len(bad)} non-finite tensors{', e.g. ' + bad[0] if bad else ''}"
 
 def setup(model, cfg, a, dev):
     "(model, net, opt, x, y): the row's network (channels_last / compiled as configured), optimiser and a batch."
@@ -229,17 +240,23 @@ def main(argv=None):
                 m.train(); fn = make_step(net, model, opt, x, y, amp, dev, chk or a.engine_checks, mode == 'reduce-overhead')
             else:
                 m.eval(); fn = make_infer(net, x, amp, dev, mode == 'reduce-overhead')
-            warm, ms, peak = timed(fn, a.warmup, a.steps, dev)
+            warm, ms, peak, out = timed(fn, a.warmup, a.steps, dev)
             r = dict(kind=kind, model=model, cfg=cfg, img_s=a.batch / ms * 1e3, ms=ms, warm=warm, peak=peak)
-            if cfg == 'fp32': base[(kind, model)] = r['img_s']
-            rows.append(r)
-            print(f"  {kind:5s} {model:2s} {label:38s} {r['img_s']:8.1f} img/s {ms:8.1f} ms/step  warm-up {warm:6.1f} s  "
-                  f"peak {peak:.0f} MiB", flush=True)
+            bad = nonfinite(m, out)
+            if bad:      # a speed of NaN training is no result: report it as such (the timing only in the log line)
+                print(f"  {kind:5s} {model:2s} {label:38s} NON-FINITE after {a.warmup + a.steps} steps ({bad}); "
+                      f"it ran at {r['img_s']:.1f} img/s", flush=True)
+                rows.append(dict(kind=kind, model=model, cfg=cfg, error=f"NON-FINITE after {a.warmup + a.steps} steps ({bad[:70]})"))
+            else:
+                if cfg == 'fp32': base[(kind, model)] = r['img_s']
+                rows.append(r)
+                print(f"  {kind:5s} {model:2s} {label:38s} {r['img_s']:8.1f} img/s {ms:8.1f} ms/step  warm-up {warm:6.1f} s  "
+                      f"peak {peak:.0f} MiB", flush=True)
         except Exception as e:
             traceback.print_exc(limit=3)
             rows.append(dict(kind=kind, model=model, cfg=cfg, error=f'FAILED: {type(e).__name__}: {str(e)[:80]}'))
         finally:
-            m = net = opt = fn = None
+            m = net = opt = fn = out = None
             c = torch._dynamo.utils.counters              # dynamo.reset() clears them: keep the totals
             seen['cudagraph skips'] += dict(c.get('inductor', {})).get('cudagraph_skips', 0)
             seen['graph breaks'] += sum(c.get('graph_break', {}).values())

@@ -42,3 +42,16 @@ def test_bench_steps_match_the_recipe_losses():
         loss = b.make_step(m, model, opt, x, y, None, dev, False, False)()
         with torch.no_grad(): want = reconstruction_loss(m(x), x) if model == 'R' else segmentation_loss(m(x), y)
         assert torch.allclose(loss, want, rtol=1e-5), (model, loss, want)
+
+def test_bench_reports_nonfinite_training_instead_of_a_speed(tmp_path, monkeypatch):
+    "A row whose training turns NaN (no per-step check) is reported NON-FINITE after its timed steps, not timed as a speed."
+    torch.set_num_threads(1)
+    b = load_bench()
+    monkeypatch.setattr(b, 'reconstruction_loss', lambda out, x: ((out - x) ** 2).mean() * float('nan'))
+    b.main(['--device', 'cpu', '--size', '32', '--batch', '2', '--steps', '1', '--warmup', '1', '--tiny',
+            '--cells', 'fp32:R', 'fp32:RS', '--out', str(tmp_path)])
+    rows = [l for l in (tmp_path/'table.md').read_text().splitlines() if l.startswith('| train')]
+    assert len(rows) == 2, rows
+    r_row, rs_row = sorted(rows, key=lambda l: 'frozen' in l)
+    assert 'NON-FINITE after 2 steps' in r_row and 'img/s' not in r_row, r_row
+    assert 'NON-FINITE' not in rs_row and float(rs_row.split('|')[4]) > 0, rs_row    # phase 2 (its own loss) is unaffected
