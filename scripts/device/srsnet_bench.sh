@@ -6,6 +6,10 @@
 #
 #     GPU=1 bash scripts/device/srsnet_bench.sh          # < 4 minutes; writes under $OUT
 #
+# (On a one-GPU machine pass GPU=0.) Before 2026-11-30 the compiled bf16 rows (compile:*, ro:*) trained NaN from step 1
+# (the attention gates' amax global max; see bench/check_srsnet_compile.py): their speeds of that day are not results.
+# Since then bench_srsnet reports such a row as NON-FINITE.
+#
 # 1. the table, rows by priority: phase 2 (RS) under the engine's current setting (bf16 + channels_last, eager) and fp32,
 #    then compiled: per residual block (regional: quickest to compile), whole network (default), whole network with CUDA
 #    graphs (reduce-overhead); the cheap eager rows of R and S; the engine's per-step checks; compiled R; inference;
