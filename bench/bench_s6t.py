@@ -11,6 +11,8 @@ bench/RESULTS.md with the machine and date.
 """
 import argparse, os, sys, time
 import torch
+from pathlib import Path
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # run from a checkout without the package installed
 from medseg_tutor.core import benchmark, env_info, assert_close
 from medseg_tutor.mim.masking import hybrid_mask
 from medseg_tutor.mim.s6t import s6t_fill, s6t_fill_ref

@@ -14,6 +14,8 @@ On a GPU, the Triton rows also print the launch config the autotuner picked (BD,
 """
 import argparse, sys, time, math
 import torch
+from pathlib import Path
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # run from a checkout without the package installed
 from medseg_tutor.core import benchmark, env_info
 from medseg_tutor.ssm.scan import selective_scan, cuda_kernel_available, triton_available
 

@@ -2,6 +2,9 @@
 our Triton / chunked paths, for every B/C layout and dtype; prints max differences of out and last_state (no asserts:
 the asserting versions are in tests/test_scan.py)."""
 import torch
+import sys
+from pathlib import Path
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # run from a checkout without the package installed
 from medseg_tutor.ssm.scan import selective_scan, selective_scan_ref
 from mamba_ssm.ops.selective_scan_interface import selective_scan_fn, selective_scan_ref as mamba_ref
 

@@ -8,6 +8,7 @@ Everything runs through the package's recipes (`medseg_tutor.mim.recipes`), i.e.
 """
 import argparse, json, os, sys, time
 from pathlib import Path
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # run from a checkout without the package installed
 
 CACHE = Path('.devcache/mim')
 CT_FILES = ('spleen_2_crop_ct.nii.gz', 'example_ct_sm.nii.gz', 'thorax_ct_cropped_1p5mm.nii.gz')

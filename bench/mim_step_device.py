@@ -8,6 +8,8 @@ and the `WeightDecayCosine` callback), printed as a table and written to OUT/ste
 import argparse, json, os, time
 from pathlib import Path
 import torch
+import sys
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # run from a checkout without the package installed
 from medseg_tutor.core import seed_everything, get_device
 from medseg_tutor.ssm.scan import cuda_kernel_available
 from medseg_tutor.nets.hymamba import hymamba_base

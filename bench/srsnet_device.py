@@ -9,6 +9,8 @@ SIRST idx_427 train+val / test); a missing cache is replaced by a synthetic stan
 import argparse, json, math, os, tempfile, time
 from pathlib import Path
 import numpy as np, torch, torch.nn.functional as F
+import sys
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # run from a checkout without the package installed
 from medseg_tutor.core import seed_everything, get_device, benchmark
 from medseg_tutor.data.tensors import TensorSegData
 from medseg_tutor.data.synthetic import make_example_dataset
