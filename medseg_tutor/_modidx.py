@@ -54,6 +54,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                             'medseg_tutor.blocks.dpconv.SpatialAttention.forward': ( 'blocks.dpconv.html#spatialattention.forward',
                                                                                                      'medseg_tutor/blocks/dpconv.py'),
                                             'medseg_tutor.blocks.dpconv.dpconv_ref': ( 'blocks.dpconv.html#dpconv_ref',
+                                                                                       'medseg_tutor/blocks/dpconv.py'),
+                                            'medseg_tutor.blocks.dpconv.global_max': ( 'blocks.dpconv.html#global_max',
                                                                                        'medseg_tutor/blocks/dpconv.py')},
             'medseg_tutor.blocks.lgl': { 'medseg_tutor.blocks.lgl.GlobalSparseAttn': ( 'blocks.lgl.html#globalsparseattn',
                                                                                        'medseg_tutor/blocks/lgl.py'),
