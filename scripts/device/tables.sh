@@ -14,6 +14,7 @@
 # Compile cache across calls: with SAVE_INDUCTOR=1 the Inductor cache comes back as $OUT/inductor_cache.tar.gz (or as
 # 15-MiB parts inductor_cache.tar.gz.partNN); copy it (them) to .devcache/ and carry it next time: the same torch, Triton and GPU then
 # skip the ~200 s that compiling took per process (measured 2026-11-29: six processes compiling at once on 32 cores).
+# A job whose TABLE is '-' runs no table: its GPU goes straight to AFTER<gpu> (e.g. "1|-|bench||||" with AFTER1=...).
 # AFTER<gpu> (e.g. AFTER1='bash scripts/device/srsnet_bench.sh'): a command run on that GPU once its job has returned, if
 # more than 60 s are left before DEADLINE; it sees GPU, LEFT (seconds left) and CUDA_VISIBLE_DEVICES. R (run folders) and
 # TORCHINDUCTOR_CACHE_DIR may point into the repo's ignored runs/: on a machine kept warm between calls they stay, so a
@@ -59,7 +60,7 @@ for job in "$@"; do
   left=$(( DEADLINE - ($(date +%s) - T0) ))
   stamp "job $name: $table on GPU $gpu, $k at once, deadline in ${left} s; $more"
   after_var="AFTER$gpu"; after=${!after_var:-}
-  ( python3 -m medseg_tutor reproduce "$table" --out "$R/$name" --data-root "$CACHE" --gpus "$gpu" --per-gpu "$k" \
+  ( [ "$table" = - ] || python3 -m medseg_tutor reproduce "$table" --out "$R/$name" --data-root "$CACHE" --gpus "$gpu" --per-gpu "$k" \
       --deadline "$left" "${MORE[@]}" --train-args "$TRAIN_ARGS $ta" > "$R/$name.log" 2>&1
     LEFT=$(( DEADLINE - ($(date +%s) - T0) ))
     if [ -n "$after" ] && [ "$LEFT" -gt 60 ]; then   # the GPU is free before the deadline: its follow-up command
@@ -73,6 +74,7 @@ kill $SMI 2>/dev/null
 [ $USE_MPS = 1 ] && echo quit | nvidia-cuda-mps-control
 for job in "$@"; do
   IFS='|' read -r gpu table name _ <<< "$job"
+  [ "$table" = - ] && continue
   cp "$R/$name.log" "$R/$name/" 2>/dev/null
   echo "=== $name"; cat "$R/$name/table.md" 2>/dev/null | head -40
   tar -C "$R" --exclude='*.pt' -czf "$OUT/$name.tar.gz" "$name"
