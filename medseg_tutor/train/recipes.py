@@ -252,7 +252,7 @@ def run_trainer(recipe:Recipe|str, *, data_root=None, out='runs/run', size:int|N
     if r.init is not None and init in (None, 'none'):
         raise MedsegError(f"recipe '{r.name}' starts from a '{r.init}' run: pass --init <that run's out>/best.pt")
     size = int(size or r.size)
-    _check_normalize(r, normalize, augment)
+    _check_loader_flags(r, normalize, augment)
     extra = {k: v for k, v in dict(normalize=normalize, augment=augment).items() if v is not None}
     data = r.data(r, data_root, size=size, fold=fold, own=own, **extra)
     if r.target_steps and epochs is None:
@@ -274,18 +274,17 @@ def run_trainer(recipe:Recipe|str, *, data_root=None, out='runs/run', size:int|N
     res.update(recipe=r.name, n_train=len(data['train']), n_val=len(data['val']) if data['val'] is not None else 0)
     return res
 
-def _check_normalize(r:Recipe, normalize, augment=None):
-    "--normalize and --augment change the BUSI/SIRST loaders (`benchmark_data`): an error for any other recipe."
+def _check_loader_flags(r:Recipe, normalize, augment=None):
+    "--normalize and --augment change the BUSI/SIRST loaders (`benchmark_data`): an error for any other recipe\n"
+    "(their values are checked where they are used, by `TensorSegData`)."
     for flag, v in (('normalize', normalize), ('augment', augment)):
         if v is not None and r.data is not benchmark_data:
             raise MedsegError(f"--{flag} applies to the BUSI/SIRST recipes, not '{r.name}'")
-    if augment not in (None, 'dihedral', 'released'):
-        raise MedsegError(f"--augment must be 'dihedral' or 'released', got {augment!r}")
 
 def run_recipe(recipe:Recipe|str, **kw) -> dict:
     "Run `recipe` with its runner (`run_trainer` unless the recipe has its own); same keywords as `run_trainer`."
     r = get_recipe(recipe)
-    _check_normalize(r, kw.get('normalize'), kw.get('augment'))    # before a recipe's own runner, which takes neither
+    _check_loader_flags(r, kw.get('normalize'), kw.get('augment'))    # before a recipe's own runner, which takes neither
     return (r.runner or run_trainer)(r, **kw)
 
 # %% ../../nbs/51_train.recipes.ipynb #0d8f184f

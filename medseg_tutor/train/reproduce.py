@@ -506,21 +506,17 @@ def table_markdown(table:str|Table, out, rows:list[dict]|None=None, machine:str|
         got = [r for r in rows if r['arm'] == arm and r['metrics']]
         if not got: continue
         n_done = sum(r['status'] == 'done' and r['epochs'] == r['planned'] for r in got)
-        stats = []
-        for k in keys:
-            v = [r['metrics'][k] for r in got if k in r['metrics']]
-            stats.append(_fmt(statistics.mean(v), statistics.stdev(v) if len(v) > 1 else None) if v else '–')
+        def mean_row(label, rs, seed=''):
+            st = [_fmt(statistics.mean(v), statistics.stdev(v) if len(v) > 1 else None) if v else '–'
+                  for v in ([r['metrics'][k] for r in rs if k in r['metrics']] for k in keys)]
+            first = [label] + ([arm or '–'] if show_arm else []) + ([''] if show_recipe else [])
+            L.append('| ' + ' | '.join(first + ['', str(seed), '', ''] + st + ['']) + ' |')
         seeds = list(dict.fromkeys(r['seed'] for r in got))
         if len(seeds) > 1 and len({r['fold'] for r in got}) > 1:   # several seeds of a split table: one row per seed, ± over
             for s in seeds:                                          # its splits (as the published ± is), then all runs
                 g = [r for r in got if r['seed'] == s]
-                st = [_fmt(statistics.mean(v), statistics.stdev(v) if len(v) > 1 else None) if v else '–'
-                      for v in ([r['metrics'][k] for r in g if k in r['metrics']] for k in keys)]
-                first = [f"mean ± std over the {len(g)} split(s) of seed {s}"] + ([arm or '–'] if show_arm else []) + ([''] if show_recipe else [])
-                L.append('| ' + ' | '.join(first + ['', str(s), '', ''] + st + ['']) + ' |')
-        label = f"**mean ± std over {len(got)} run(s)**" + ('' if n_done == len(got) else f" ({len(got) - n_done} not at full length)")
-        first = [label] + ([arm or '–'] if show_arm else []) + ([''] if show_recipe else [])
-        L.append('| ' + ' | '.join(first + ['', '', '', ''] + stats + ['']) + ' |')
+                mean_row(f"mean ± std over the {len(g)} split(s) of seed {s}", g, s)
+        mean_row(f"**mean ± std over {len(got)} run(s)**" + ('' if n_done == len(got) else f" ({len(got) - n_done} not at full length)"), got)
     for p in table.published:
         vals = []
         for k in keys:
