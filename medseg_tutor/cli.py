@@ -90,8 +90,8 @@ def _train_args(p):
                    help="BUSI/SIRST recipes: input scaling, 'imagenet' (default) or 'released' (ImageNet standardisation "
                         "divided by 255 again, as the released Mobile U-ViT and SRSNet loaders do)")
     p.add_argument('--augment', choices=['dihedral', 'released'], default=None,
-                   help="BUSI/SIRST recipes: training augmentation, 'dihedral' (default: the 8 rotations/flips, uniformly) or "
-                        "'released' (the same maps drawn as the released RandomRotate90 + Flip do: a third of images unchanged)")
+                   help="BUSI/SIRST recipes: training augmentation, 'released' (default: the 8 rotations/flips drawn as the "
+                        "released RandomRotate90 + Flip do, a third of images unchanged) or 'dihedral' (the 8 maps uniformly)")
     p.add_argument('--compile', nargs='?', const=True, default=None, type=_compile_arg,
                    help=f"torch.compile the model (optionally a mode: {', '.join(COMPILE_MODES)}); slow to start on a CPU")
     p.add_argument('--resume', action='store_true', help='continue from OUT/last.pt')

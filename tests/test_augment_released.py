@@ -50,3 +50,19 @@ def test_cli_augment_flag_recorded_and_refused_where_it_does_not_apply(tmp_path)
     rc, o, e = run_cli(['train', '--recipe', 'demo-mobileutr', '--augment', 'released', '--max-steps', '1',
                         '--out', str(tmp_path/'d'), '--device', 'cpu'])
     assert rc != 0 and '--augment applies to the BUSI/SIRST recipes' in e and 'Traceback' not in e
+
+def test_released_draw_is_the_benchmark_default_and_resume_keeps_the_draw(tmp_path):
+    "BUSI/SIRST recipes draw as the released code by default; --resume refuses a run trained with another draw."
+    from medseg_tutor.data.synthetic import make_example_dataset
+    make_example_dataset('busi', tmp_path/'busi', n=12, size=32)
+    base = ['train', '--recipe', 'mobileutr-busi', '--data-root', str(tmp_path), '--size', '32', '--device', 'cpu', '--no-progress']
+    rc, o, e = run_cli(base + ['--max-steps', '2', '--out', str(tmp_path/'a')])
+    assert rc == 0, e
+    assert load_checkpoint(tmp_path/'a'/'last.pt')['meta']['data']['augment'] == 'released'
+    rc, o, e = run_cli(base + ['--max-steps', '2', '--out', str(tmp_path/'b'), '--augment', 'dihedral', '--epochs', '3'])
+    assert rc == 0, e
+    assert load_checkpoint(tmp_path/'b'/'last.pt')['meta']['data']['augment'] == 'dihedral'
+    rc, o, e = run_cli(base + ['--out', str(tmp_path/'b'), '--resume', '--epochs', '3'])       # default draw now: refused
+    assert rc != 0 and "trained with augment 'dihedral'" in e and '--augment dihedral' in e and 'Traceback' not in e, e
+    rc, o, e = run_cli(base + ['--out', str(tmp_path/'b'), '--resume', '--epochs', '3', '--augment', 'dihedral'])
+    assert rc == 0, e

@@ -21,7 +21,7 @@ from .checkpoint import load_checkpoint, write_epoch_files, CheckpointError
 # %% auto #0
 __all__ = ['COMPILE_MODES', 'RUN_FILES', 'TrainConfig', 'lr_factor', 'LRSchedule', 'get_loss', 'make_metrics', 'TinyUNet',
            'ddp_setup', 'seg_step', 'seg_evaluate', 'Callback', 'EpochEnd', 'StopTraining', 'NonFiniteError',
-           'machine_label', 'CompiledFullBatches', 'Trainer', 'write_csv', 'read_csv', 'plot_curves',
+           'machine_label', 'compile_module', 'CompiledFullBatches', 'Trainer', 'write_csv', 'read_csv', 'plot_curves',
            'train_throughput']
 
 # %% ../../nbs/50_train.engine.ipynb #7571c2a0
@@ -44,6 +44,7 @@ class TrainConfig:
     amp:str|None=None             # None (fp32) | 'bf16' | 'fp16' (with a GradScaler)
     channels_last:bool=False
     compile:bool|str=False        # False | True | a torch.compile mode ('reduce-overhead', 'max-autotune', ...)
+    compile_options:dict|None=None # Inductor options set over the mode's own (see `compile_module`), e.g. {'triton.mix_order_reduction': False}
     drop_last:bool=False
     val_batch_size:int=32         # metrics are per image, so this only changes speed
     val_every:int=1
@@ -77,6 +78,9 @@ class TrainConfig:
         if self.amp not in (None, 'bf16', 'fp16'): raise MedsegError(f"unknown amp '{self.amp}': use None, 'bf16' or 'fp16'")
         if self.compile not in (False, True) and self.compile not in COMPILE_MODES:
             raise MedsegError(f"unknown compile mode '{self.compile}': use one of {', '.join(COMPILE_MODES)} (or just --compile)")
+        if self.compile_options is not None and not (isinstance(self.compile_options, dict) and all(
+                isinstance(k, str) and isinstance(v, (bool, int, float, str)) for k, v in self.compile_options.items())):
+            raise MedsegError(f"compile_options must map Inductor option names to bool/int/float/str, got {self.compile_options!r}")
         if self.select_mode not in ('max', 'min'): raise MedsegError(f"select_mode must be 'max' or 'min', got '{self.select_mode}'")
         if self.time_budget_s is not None and self.time_budget_s <= 0: raise MedsegError(f"time budget must be > 0 s, got {self.time_budget_s}")
         return self
@@ -228,6 +232,17 @@ def _unwrap(m):
     m = getattr(m, 'module', m)                     # DDP
     return getattr(m, '_orig_mod', m)
 
+_RESUME_SAME = (('data', 'augment', '--augment'), ('preprocess', 'normalize', '--normalize'),
+                ('preprocess', 'size', '--size'), ('preprocess', 'in_channels', 'the input channels'))
+
+def _check_same_data(saved:dict, now:dict, out):
+    "--resume continues a run only with the data settings it was trained with (a `MedsegError` naming the flag otherwise)."
+    for part, key, flag in _RESUME_SAME:
+        a, b = (saved.get(part) or {}).get(key), (now.get(part) or {}).get(key)
+        if a is not None and b is not None and a != b:
+            raise MedsegError(f"--resume: the run in '{out}' was trained with {key} {a!r}, this command asks for {b!r}: "
+                              f"pass {flag} {a} to continue it, or start a new --out")
+
 def _check_writable(out:Path):
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -252,6 +267,14 @@ def _batch_len(x):
     if isinstance(x, (tuple, list)) and x: return _batch_len(x[0])
     if isinstance(x, dict) and x: return _batch_len(next(iter(x.values())))
     return None
+
+def compile_module(module:nn.Module, compile:bool|str, options:dict|None=None):
+    "`torch.compile(module)` in mode `compile` (True = 'default') with the Inductor `options` set over the mode's own\n"
+    "(torch.compile takes a mode or options, not both: a mode is a named set of options, `list_mode_options`)."
+    mode = 'default' if compile is True else compile
+    if not options: return torch.compile(module, **({} if mode == 'default' else {'mode': mode}))
+    from torch._inductor import list_mode_options
+    return torch.compile(module, options={**list_mode_options(mode), **options})
 
 class CompiledFullBatches:
     "Call `compiled` on batches of `batch_size` and `eager` (the same module, not compiled) on any other size."
@@ -285,7 +308,7 @@ class Trainer:
             from torch.nn.parallel import DistributedDataParallel as DDP
             self.net = DDP(self.model, device_ids=[local] if self.device.type == 'cuda' else None)
         if self.cfg.compile:
-            compiled = torch.compile(self.net, **({} if self.cfg.compile in (True, 'default') else {'mode': self.cfg.compile}))
+            compiled = compile_module(self.net, self.cfg.compile, self.cfg.compile_options)
             self.net = CompiledFullBatches(compiled, self.net, self.cfg.batch_size)
         self.loss_fn = loss_fn if loss_fn is not None else get_loss('bce_dice')
         self.step_fn, self.evaluate_fn = step or seg_step, evaluate or seg_evaluate
@@ -524,7 +547,9 @@ class Trainer:
         if resume:
             if not (self.out/'last.pt').is_file():
                 raise MedsegError(f"--resume: no checkpoint '{self.out/'last.pt'}' to resume from (train without --resume first)")
-            self.load_state_dict(load_checkpoint(self.out/'last.pt'))
+            sd = load_checkpoint(self.out/'last.pt')
+            _check_same_data(sd.get('meta') or {}, self.meta, self.out)
+            self.load_state_dict(sd)
             self._say(f"resumed from {self.out/'last.pt'} after epoch {self.epoch}")
         elif not overwrite and self.is_main:
             old = [f for f in RUN_FILES if (self.out/f).exists()]
@@ -644,12 +669,13 @@ def plot_curves(history:list[dict]|str|os.PathLike, out=None, title:str|None=Non
 
 # %% ../../nbs/50_train.engine.ipynb #850474d5
 def train_throughput(model:nn.Module, batch_size:int=8, size:int=256, in_channels:int=3, amp:str|None=None,
-                     channels_last:bool=False, compile:bool|str=False, steps:int=30, warmup:int=10, device='auto') -> dict:
+                     channels_last:bool=False, compile:bool|str=False, steps:int=30, warmup:int=10, device='auto',
+                     compile_options:dict|None=None) -> dict:
     "Training images/s of a copy of `model` at `size`² (synchronised timing after `warmup` steps)."
     dev = get_device(device)
     m = copy.deepcopy(model).to(dev)
     if channels_last: m = m.to(memory_format=torch.channels_last)
-    net = torch.compile(m, **({} if compile is True else {'mode': compile})) if compile else m
+    net = compile_module(m, compile, compile_options) if compile else m
     kw = {'fused': True} if dev.type == 'cuda' else {}
     opt = torch.optim.SGD(m.parameters(), lr=1e-3, momentum=0.9, **kw)
     loss_fn = get_loss('bce_dice')
