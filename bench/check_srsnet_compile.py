@@ -12,7 +12,12 @@ elements equal to the max, which Inductor counted as 0 (pytorch/pytorch#195214).
 2. if --budget leaves time, each attention gate alone (ChannelAttention, SpatialAttention, ECAGate), bf16, compiled:
    how many gradient elements are not finite, eager and compiled.
 
-    python3 bench/check_srsnet_compile.py --device cuda --tiny --size 256 --batch 8 --budget 120   # meant for < 3 min on a GPU (not run there yet)
+The compiled rows and gates compile as the srsnet recipes train: `compile_module` with `SRSNET_COMPILE_OPTIONS`
+(Inductor's mix-order reduction off; bench_srsnet.py says why). `--mix-order on` puts it back (torch's default).
+Its tiny-network run with mix-order on (its default until 2026-11-30) was finite in fp32 / eager / reduce-overhead (H200,
+torch 2.11, 2026-11-30): the failed compile needs the full-width network.
+
+    python3 bench/check_srsnet_compile.py --device cuda --tiny --size 256 --batch 8 --budget 120   # meant for < 3 min on a GPU
     python3 bench/check_srsnet_compile.py --device cpu --tiny --size 32 --batch 2 --modes eager --steps 2   # smoke test
 """
 import argparse, contextlib, sys, time, traceback
@@ -32,9 +37,9 @@ def use_variant(v:str):
     D.global_max = N.global_max = gm
     D.SpatialAttention.forward = _sa_amax if v == 'amax' else _new['sa']
 
-def gates(dev) -> list:
+def gates(dev, mix_order:str='off') -> list:
     "Markdown rows: each gate alone, bf16 channels_last, compiled (default mode), gradients finite?"
-    rows = []
+    rows, opts = [], B.compile_options(mix_order)
     for name, make in [('ChannelAttention', lambda: D.ChannelAttention(16)), ('SpatialAttention', lambda: D.SpatialAttention(7)),
                        ('ECAGate', lambda: N.ECAGate(3))]:
         torch.manual_seed(0); torch._dynamo.reset()
@@ -42,7 +47,7 @@ def gates(dev) -> list:
         f = lambda t: g(t * 1.5 + 0.1)
         x = torch.randn(8, 16, 32, 32, device=dev, dtype=torch.bfloat16).contiguous(memory_format=torch.channels_last).requires_grad_()
         res = []
-        for fn in (f, torch.compile(f)):
+        for fn in (f, B.compile_module(f, True, opts)):
             gr = torch.autograd.grad(fn(x).float().sum(), [x, *g.parameters()])
             res.append(sum(int((~t.isfinite()).sum()) for t in gr))
         rows.append(f"| {name} | {res[0]} | {res[1]} |")
@@ -82,14 +87,17 @@ def main(argv=None):
     p.add_argument('--variants', nargs='+', default=['max', 'amax'], choices=['max', 'amax'])
     p.add_argument('--modes', nargs='+', default=['fp32', 'eager', 'reduce-overhead'], choices=['fp32', 'eager', 'default', 'reduce-overhead'],
                    help="fp32: fp32 eager; the others bf16 autocast + channels_last, eager or compiled")
-    p.add_argument('--no-gates', action='store_true', help='skip part 1')
+    p.add_argument('--no-gates', action='store_true', help='skip part 2')
+    p.add_argument('--mix-order', choices=['off', 'on'], default='off',
+                   help="Inductor's mix-order reduction when compiling: off (default, as the srsnet recipes) or on (torch's default)")
     p.add_argument('--budget', type=float, default=None, help='seconds: no new row starts after this')
     a = p.parse_args(argv)
     dev = B.get_device(a.device); T0 = time.perf_counter()
     if dev.type == 'cuda': torch.backends.cudnn.benchmark = True
     name = torch.cuda.get_device_name(dev) if dev.type == 'cuda' else 'CPU'
     print(f"{name}, torch {torch.__version__}; phase 2 (frozen R + S, DPConv){', TINY networks' if a.tiny else ''}, "
-          f"batch {a.batch}, {a.size}x{a.size}, {a.steps} steps, SGD lr 0.01\n", flush=True)
+          f"batch {a.batch}, {a.size}x{a.size}, {a.steps} steps, SGD lr 0.01; "
+          f"{B.mix_order_note(a.mix_order).replace('compiled rows', 'compiled rows and gates')}\n", flush=True)
     print("| global max | mode | finite | non-finite grads at step 1 | loss per step | grad norm per step | step 1 s (compile) |")
     print("|---|---|---|---|---|---|---|", flush=True)
     rows = [(v, m) for m in a.modes if m in ('fp32', 'eager') for v in a.variants[:1]] + \
@@ -106,7 +114,7 @@ def main(argv=None):
             if a.budget is not None and time.perf_counter() - T0 > a.budget: print(f"\ngates by {v}: skipped (--budget)"); continue
             use_variant(v)
             print(f"\ngates alone, bf16, global max by {v}: non-finite gradient elements\n\n| gate | eager | compiled |\n|---|---|---|")
-            print('\n'.join(gates(dev)), flush=True)
+            print('\n'.join(gates(dev, a.mix_order)), flush=True)
     use_variant('max')
     print(f"\n(total {time.perf_counter() - T0:.0f} s)")
 

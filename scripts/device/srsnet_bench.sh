@@ -10,6 +10,20 @@
 # (the attention gates' amax global max; see bench/check_srsnet_compile.py): their speeds of that day are not results.
 # Since then bench_srsnet reports such a row as NON-FINITE.
 #
+# Compiled rows and Inductor's mix-order reduction (2 x H200 host, torch 2.11.0+cu130, 2026-11-30). With the gates'
+# max fixed, the compiled phase-2 step (ro:RS, bf16 + channels_last, batch 8, 256²) FAILED to compile: Triton
+# "NameError('tmp12 is not defined')" in the Inductor kernel triton_per_fused__native_batch_norm_legit_functional_
+# convolution_backward_max_mul_..._threshold_backward_4, a mix-order reduction kernel (it writes a workspace ws_ptr and
+# accumulates accum0/accum1; that Inductor feature is on by default since torch 2.10). The eager bf16 + cl row of the same
+# call: 49.0 img/s, 163.3 ms/step, peak 5314 MiB. With mix-order reduction off (then run as
+# TORCHINDUCTOR_MIX_ORDER_REDUCTION=0 OUT=... GPU=0 CELLS="ro:RS bf16cl:RS" LIMIT=235 BUDGET=200 bash scripts/device/srsnet_bench.sh)
+# the ro:RS row compiled and trained finite: 148.8 img/s, 53.8 ms/step (~3.0x the eager row above), warm-up incl. a cold
+# compile 217.6 s, peak 3853 MiB. compile:RS (default mode, GPU 1, same time) did not finish compiling inside 235 s.
+# Since then bench_srsnet's compiled rows compile as the srsnet recipes train: engine.compile_module with
+# SRSNET_COMPILE_OPTIONS ({'triton.mix_order_reduction': False}), whatever the environment says; the table header says so.
+# To reproduce the failure: EXTRA="--mix-order on" (the option set to True explicitly). A cold compile of the full-size
+# phase-2 step takes ~3.5 minutes per compiled row: give compiled rows LIMIT/BUDGET for it, or carry the Inductor cache.
+#
 # 1. the table, rows by priority: phase 2 (RS) under the engine's current setting (bf16 + channels_last, eager) and fp32,
 #    then compiled: per residual block (regional: quickest to compile), whole network (default), whole network with CUDA
 #    graphs (reduce-overhead); the cheap eager rows of R and S; the engine's per-step checks; compiled R; inference;
