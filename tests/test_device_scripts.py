@@ -44,3 +44,11 @@ def test_no_follow_up_after_the_deadline(stubs, tmp_path):
     p, log = _run(stubs, tmp_path, ['0|busi-mobileutr|mu|3|1||'], DEADLINE='30', AFTER0='echo should-not-run')
     assert p.returncode == 0, p.stderr
     assert 'should-not-run' not in log                         # under 60 s left: no follow-up starts
+
+def test_one_job_over_two_gpus(stubs, tmp_path):
+    "A job on GPUs '0,1' hands both to one reproduce (its scheduler spreads the runs) and reads its follow-up from AFTER0_1."
+    p, log = _run(stubs, tmp_path, ['0,1|sirst-srsnet|srs|3|1|--data-root .devcache/sirst256.npz|'], AFTER0_1='echo "after01 on $GPU"')
+    assert p.returncode == 0, p.stderr
+    args = (tmp_path/'runs'/'srs'/'args.txt').read_text()
+    assert '--gpus 0,1' in args and '--data-root .devcache/sirst256.npz' in args
+    assert 'after01 on 0,1' in log and 'invalid variable name' not in p.stderr + log

@@ -76,7 +76,7 @@ TABLES:dict[str, Table] = {t.name: t for t in (
     Table('busi-mobileutr', 'MobileUtr (= released Mobile U-ViT) on BUSI, the three official splits',
           _busi_splits('mobileutr-busi'), _MU_PUBLISHED,
           notes=("Recipe: released code KMnO4-zx/Mobile-U-ViT@c66d342 main.py (SGD 0.01 / 0.9 / 1e-4, poly 0.9, batch 8, "
-                 "300 epochs, seed 41, 0.5 BCE + Dice, best validation IoU); splits: Benchmarks data/busi_{train,val}{1,2,3}.txt. "
+                 "300 epochs, seed 41, 0.5 BCE + Dice, RandomRotate90 + Flip, best validation IoU); splits: Benchmarks data/busi_{train,val}{1,2,3}.txt. "
                  "Per-run ± is over the 195 validation images; the mean row's ± is over runs, like the published ±.")),
     Table('busi-mobileutr-l', 'MobileUtr-L (released mobileuvit_l, 6.21 M parameters) on BUSI, the three official splits',
           _busi_splits('mobileutr-l-busi'), _MU_PUBLISHED[:1],

@@ -15,7 +15,8 @@
 # 15-MiB parts inductor_cache.tar.gz.partNN); copy it (them) to .devcache/ and carry it next time: the same torch, Triton and GPU then
 # skip the ~200 s that compiling took per process (measured 2026-11-29: six processes compiling at once on 32 cores).
 # A job whose TABLE is '-' runs no table: its GPU goes straight to AFTER<gpu> (e.g. "1|-|bench||||" with AFTER1=...).
-# AFTER<gpu> (e.g. AFTER1='bash scripts/device/srsnet_bench.sh'): a command run on that GPU once its job has returned, if
+# A job's GPU may be a list ("0,1|sirst-srsnet|..."): one reproduce then schedules its runs over both GPUs (PER_GPU each).
+# AFTER<gpu> (e.g. AFTER1='bash scripts/device/srsnet_bench.sh'; AFTER0_1 for "0,1"): a command run on that GPU once its job has returned, if
 # more than 60 s are left before DEADLINE; it sees GPU, LEFT (seconds left) and CUDA_VISIBLE_DEVICES. R (run folders) and
 # TORCHINDUCTOR_CACHE_DIR may point into the repo's ignored runs/: on a machine kept warm between calls they stay, so a
 # table stopped at one call's deadline resumes (from each run's last.pt) in the next call, compiling from a warm cache.
@@ -59,7 +60,7 @@ for job in "$@"; do
   k=$([ $USE_MPS = 1 ] && echo "$k_mps" || echo "$k_plain")
   left=$(( DEADLINE - ($(date +%s) - T0) ))
   stamp "job $name: $table on GPU $gpu, $k at once, deadline in ${left} s; $more"
-  after_var="AFTER$gpu"; after=${!after_var:-}
+  after_var="AFTER${gpu//,/_}"; after=${!after_var:-}   # a job on GPUs "0,1" (one reproduce over both) reads AFTER0_1
   ( [ "$table" = - ] || python3 -m medseg_tutor reproduce "$table" --out "$R/$name" --data-root "$CACHE" --gpus "$gpu" --per-gpu "$k" \
       --deadline "$left" "${MORE[@]}" --train-args "$TRAIN_ARGS $ta" > "$R/$name.log" 2>&1
     LEFT=$(( DEADLINE - ($(date +%s) - T0) ))
