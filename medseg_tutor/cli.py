@@ -135,7 +135,11 @@ def _train(ns):
     if own is not None and r.dataset != 'own':
         raise MedsegError(f"--images/--datalist give your own data; recipe '{r.name}' trains on {r.dataset}: use a *-folder recipe (mobileutr-folder, ...)")
     size = _size(ns)
-    if isinstance(size, list): size = max(size)          # benchmark recipes train square; own data was sized by --size already
+    if isinstance(size, list):                           # own data was sized by --size H W already; the paper recipes train square
+        if r.dataset != 'own':
+            raise MedsegError(f"--size {size[0]} {size[1]}: recipe '{r.name}' trains on square images ({r.size}² as published): "
+                              f"pass one edge, e.g. --size {r.size}")
+        size = max(size)
     out = ns.out or f'runs/{r.name}'
     kw = dict(lr=ns.lr, optimizer=ns.optimizer, time_budget_s=ns.time_budget, channels_last=True if ns.channels_last else None,
               fold=fold if ns.fold is not None else None, own=own, normalize=ns.normalize, augment=ns.augment)

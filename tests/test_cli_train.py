@@ -19,6 +19,7 @@ from conftest import run_cli as run   # the CLI in this process: (rc, stdout, st
     (['train', '--recipe', 'srsnet-busi-phase2', '--init', '/no/p1.pt', '--data-root', '/'], 'not a file'),
     (['train', '--recipe', 'mobileutr-busi', '--resume', '--overwrite'], 'one of them'),
     (['train', '--recipe', 'mobileutr-busi', '--variant', 'tiny'], '3D recipes'),
+    (['train', '--recipe', 'mobileutr-busi', '--size', '32', '48'], 'trains on square images'),
     (['eval', '--ckpt', '/no/such.pt'], 'not found'),
     (['predict', '--ckpt', '/no/such.pt', '--input', '/no/img.png'], 'not found'),
     (['demo', '--dataset', 'mnist'], 'invalid choice'),
