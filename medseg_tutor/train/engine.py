@@ -240,8 +240,9 @@ def _check_same_data(saved:dict, now:dict, out):
     for part, key, flag in _RESUME_SAME:
         a, b = (saved.get(part) or {}).get(key), (now.get(part) or {}).get(key)
         if a is not None and b is not None and a != b:
+            arg = ' '.join(map(str, a)) if isinstance(a, (list, tuple)) else a          # a size [H, W] as --size H W
             raise MedsegError(f"--resume: the run in '{out}' was trained with {key} {a!r}, this command asks for {b!r}: "
-                              f"pass {flag} {a} to continue it, or start a new --out")
+                              f"pass {flag} {arg} to continue it, or start a new --out")
 
 def _check_writable(out:Path):
     try:

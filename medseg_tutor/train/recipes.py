@@ -209,11 +209,12 @@ register(Recipe('mobileutr-folder', _OWN_CITE, 'mobileutr', folder_data, dict(nu
                 notes=_OWN_NOTES))
 register(Recipe('mobileutr-l-folder', _OWN_CITE, 'mobileutr_l', folder_data, dict(num_classes=1), _OWN, dataset='own', target_steps=1500,
                 notes=_OWN_NOTES))
+_OWN_SRS = _OWN.replace(compile_options=SRSNET_COMPILE_OPTIONS)
 register(Recipe('srsnet-folder-phase1', _OWN_CITE + '; phase 1 of SRS (reconstruction)', 'srsnet_r', folder_data, {},
-                _OWN.replace(select_metric='mse', select_mode='min', compile_options=SRSNET_COMPILE_OPTIONS), task='recon', loss='mse', step=reconstruction_step,
+                _OWN_SRS.replace(select_metric='mse', select_mode='min'), task='recon', loss='mse', step=reconstruction_step,
                 evaluate=reconstruction_evaluate, dataset='own', target_steps=1000, notes=_OWN_NOTES))
 register(Recipe('srsnet-folder-phase2', _OWN_CITE + '; phase 2 of SRS (R frozen)', 'srsnet', folder_data, dict(num_classes=1),
-                _OWN.replace(compile_options=SRSNET_COMPILE_OPTIONS), dataset='own', init='srsnet-folder-phase1', target_steps=1500, notes=_OWN_NOTES))
+                _OWN_SRS, dataset='own', init='srsnet-folder-phase1', target_steps=1500, notes=_OWN_NOTES))
 
 # %% ../../nbs/51_train.recipes.ipynb #1dc65a36
 register(Recipe('demo-mobileutr', 'this package: a one-minute CPU demo on procedural lesions, not a paper setting', 'mobileutr',

@@ -436,7 +436,7 @@ def summarize(table:str|Table, out) -> list[dict]:
     "One dict per run (status, epochs, best epoch, metrics) in table order."
     table, out, rows = get_table(table), Path(out), []
     for r in table.runs:
-        d = out/r.name; log = read_log(d); tj = _read_json(d/'trained.json') or {}
+        d = out/r.name; log = read_log(d)
         sel = [x for x in log if isinstance(x.get('val_iou'), float)]
         best = int(max(sel, key=lambda x: x['val_iou'])['epoch']) if sel else None
         att = [json.loads(l) for l in (d/'attempts.jsonl').read_text().splitlines()] if (d/'attempts.jsonl').is_file() else []
