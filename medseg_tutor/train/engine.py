@@ -21,8 +21,8 @@ from .checkpoint import load_checkpoint, write_epoch_files, CheckpointError
 # %% auto #0
 __all__ = ['COMPILE_MODES', 'RUN_FILES', 'TrainConfig', 'lr_factor', 'LRSchedule', 'get_loss', 'make_metrics', 'TinyUNet',
            'ddp_setup', 'seg_step', 'seg_evaluate', 'Callback', 'EpochEnd', 'StopTraining', 'NonFiniteError',
-           'machine_label', 'compile_module', 'CompiledFullBatches', 'Trainer', 'write_csv', 'read_csv', 'plot_curves',
-           'train_throughput']
+           'machine_label', 'declared_inductor_options', 'compile_module', 'CompiledFullBatches', 'Trainer',
+           'write_csv', 'read_csv', 'plot_curves', 'train_throughput']
 
 # %% ../../nbs/50_train.engine.ipynb #7571c2a0
 @dataclass
@@ -44,7 +44,7 @@ class TrainConfig:
     amp:str|None=None             # None (fp32) | 'bf16' | 'fp16' (with a GradScaler)
     channels_last:bool=False
     compile:bool|str=False        # False | True | a torch.compile mode ('reduce-overhead', 'max-autotune', ...)
-    compile_options:dict|None=None # Inductor options set over the mode's own (see `compile_module`), e.g. {'triton.mix_order_reduction': False}
+    compile_options:dict|None=None # Inductor options set over the mode's and the model's own (see `compile_module`); you win
     drop_last:bool=False
     val_batch_size:int=32         # metrics are per image, so this only changes speed
     val_every:int=1
@@ -269,12 +269,28 @@ def _batch_len(x):
     if isinstance(x, dict) and x: return _batch_len(next(iter(x.values())))
     return None
 
+def _part(name:str, m) -> str: return f"submodule '{name}' ({type(m).__name__})" if name else f"the model ({type(m).__name__})"
+
+def declared_inductor_options(module, settled=()) -> dict:
+    "The Inductor options that `module` and its submodules declare (attribute `inductor_options`), merged."
+    # two parts that give one option different values: MedsegError, unless the caller sets that option (`settled`)
+    found = {}                                     # option -> (value, where it was first declared)
+    for name, m in (module.named_modules() if isinstance(module, nn.Module) else ()):
+        for k, v in dict(getattr(m, 'inductor_options', None) or {}).items():
+            if k in found and found[k][0] != v and k not in settled:
+                raise MedsegError(f"the model's parts ask torch.compile for different values of the Inductor option '{k}': "
+                                  f"{found[k][1]} declares {found[k][0]!r}, {_part(name, m)} declares {v!r}; choose one "
+                                  f"yourself: TrainConfig(compile_options={{'{k}': ...}}) or compile_module(..., options=...)")
+            found.setdefault(k, (v, _part(name, m)))
+    return {k: v for k, (v, _) in found.items()}
+
 def compile_module(module:nn.Module, compile:bool|str, options:dict|None=None):
-    "`torch.compile(module)` in mode `compile` (True = 'default') with the Inductor `options` set over the mode's own\n"
-    "(torch.compile takes a mode or options, not both: a mode is a named set of options, `list_mode_options`)."
+    "`torch.compile(module)` in mode `compile` (True = 'default') with the Inductor options the module declares and `options`."
+    # later ones win: the mode's own options, those `module` and its submodules declare, then `options` (the caller's)
     mode = 'default' if compile is True else compile
+    options = {**declared_inductor_options(module, settled=options or ()), **(options or {})}
     if not options: return torch.compile(module, **({} if mode == 'default' else {'mode': mode}))
-    from torch._inductor import list_mode_options
+    from torch._inductor import list_mode_options     # torch.compile takes a mode or options, not both
     return torch.compile(module, options={**list_mode_options(mode), **options})
 
 class CompiledFullBatches:
