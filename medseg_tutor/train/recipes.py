@@ -19,7 +19,7 @@ from ..data import datasets as D
 from ..data.folder import load_own_data
 from ..data.synthetic import SyntheticLesionDataset
 from .engine import TrainConfig, Trainer, get_loss
-from .srsnet import reconstruction_step, reconstruction_evaluate, SRSNET_COMPILE_OPTIONS
+from .srsnet import reconstruction_step, reconstruction_evaluate
 from .checkpoint import load_checkpoint, model_from_checkpoint
 from ..mim.recipes import mambamim_pretrain_runner, mambamim_finetune_runner, RECIPE_DEFAULTS as MIM_DEFAULTS
 from ..demos.breastmnist import run_demo as breastmnist_demo
@@ -167,18 +167,18 @@ register(Recipe('mobileutr-l-busi', _MOBILEUTR_CITE + '; MobileUtr-L = the relea
 _SRS_CITE = ("SRS arXiv 2312.01741 (IEEE TIP 2025); released fidshu/SRSNet@3ec478a SRS/trainer/trainer_*_SRS_R.py / *_SRS_S.py: "
              "phase 1 MSE(R(x), x) 100 epochs; phase 2 frozen R + S with 0.5*BCE + Dice, 300 epochs (BUS) / 500 (KBT2019); "
              "SGD 0.01, momentum 0.9, wd 1e-4, poly 0.9, batch 8, seed 41")
-_SRS_POLY = _SGD_POLY.replace(compile_options=SRSNET_COMPILE_OPTIONS)     # --compile works for SRSNet only with these
-_P1 = _SRS_POLY.replace(epochs=100, select_metric='mse', select_mode='min')
+# no compile_options: the SRS networks declare the Inductor options they need (nets.srsnet.SRSNET_COMPILE_OPTIONS)
+_P1 = _SGD_POLY.replace(epochs=100, select_metric='mse', select_mode='min')
 
 for _ds, _p2, _fold, _folds in (('busi', 300, 1, (1, 2, 3)), ('sirst', 500, None, ())):
     register(Recipe(f'srsnet-{_ds}-phase1', _SRS_CITE, 'srsnet_r', benchmark_data, dict(in_channels=3), _P1, task='recon',
                     loss='mse', step=reconstruction_step, evaluate=reconstruction_evaluate, dataset=_ds, fold=_fold, folds=_folds))
     register(Recipe(f'srsnet-{_ds}-phase2', _SRS_CITE, 'srsnet', benchmark_data, dict(in_channels=3, num_classes=1),
-                    _SRS_POLY.replace(epochs=_p2), dataset=_ds, fold=_fold, folds=_folds, init=f'srsnet-{_ds}-phase1',
+                    _SGD_POLY.replace(epochs=_p2), dataset=_ds, fold=_fold, folds=_folds, init=f'srsnet-{_ds}-phase1',
                     notes=f"--init <phase-1 out>/best.pt; R is frozen"))
     register(Recipe(f'srsnet-{_ds}-phase2-nodpconv', _SRS_CITE + "; ablation: S without DPConv (the paper's ablation study)",
                     'srsnet', benchmark_data, dict(in_channels=3, num_classes=1, use_dpconv=False),
-                    _SRS_POLY.replace(epochs=_p2), dataset=_ds, fold=_fold, folds=_folds, init=f'srsnet-{_ds}-phase1',
+                    _SGD_POLY.replace(epochs=_p2), dataset=_ds, fold=_fold, folds=_folds, init=f'srsnet-{_ds}-phase1',
                     notes="--init <phase-1 out>/best.pt; R is frozen and unused (S takes no guide feature)"))
 
 # %% ../../nbs/51_train.recipes.ipynb #8c4e0ef8
@@ -209,12 +209,11 @@ register(Recipe('mobileutr-folder', _OWN_CITE, 'mobileutr', folder_data, dict(nu
                 notes=_OWN_NOTES))
 register(Recipe('mobileutr-l-folder', _OWN_CITE, 'mobileutr_l', folder_data, dict(num_classes=1), _OWN, dataset='own', target_steps=1500,
                 notes=_OWN_NOTES))
-_OWN_SRS = _OWN.replace(compile_options=SRSNET_COMPILE_OPTIONS)
 register(Recipe('srsnet-folder-phase1', _OWN_CITE + '; phase 1 of SRS (reconstruction)', 'srsnet_r', folder_data, {},
-                _OWN_SRS.replace(select_metric='mse', select_mode='min'), task='recon', loss='mse', step=reconstruction_step,
+                _OWN.replace(select_metric='mse', select_mode='min'), task='recon', loss='mse', step=reconstruction_step,
                 evaluate=reconstruction_evaluate, dataset='own', target_steps=1000, notes=_OWN_NOTES))
 register(Recipe('srsnet-folder-phase2', _OWN_CITE + '; phase 2 of SRS (R frozen)', 'srsnet', folder_data, dict(num_classes=1),
-                _OWN_SRS, dataset='own', init='srsnet-folder-phase1', target_steps=1500, notes=_OWN_NOTES))
+                _OWN, dataset='own', init='srsnet-folder-phase1', target_steps=1500, notes=_OWN_NOTES))
 
 # %% ../../nbs/51_train.recipes.ipynb #1dc65a36
 register(Recipe('demo-mobileutr', 'this package: a one-minute CPU demo on procedural lesions, not a paper setting', 'mobileutr',
