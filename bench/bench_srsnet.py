@@ -2,10 +2,11 @@
 DPConv, 0.5 BCE + Dice) and phase 2 without DPConv, each under fp32 eager, bf16 autocast + channels_last eager, and
 bf16 + channels_last + torch.compile (default and 'reduce-overhead'), plus an inference row (eval, no_grad) per config.
 
-The compiled rows compile as the srsnet recipes train: `medseg_tutor.train.engine.compile_module(net, mode, options)` with
-`SRSNET_COMPILE_OPTIONS` (Inductor's mix-order reduction off). With it on (torch's default since 2.10; `--mix-order on`)
-the phase-2 step did not compile on an H200 (torch 2.11, 2026-11-30): Triton "NameError('tmp12 is not defined')" in a
-fused batch-norm-backward + max + sigmoid kernel. `--mix-order on` is there to reproduce that failure.
+The compiled rows compile as the Trainer compiles: `medseg_tutor.train.engine.compile_module(net, mode, options)`, which
+applies the Inductor options the SRS networks declare (`inductor_options` = `nets.srsnet.SRSNET_COMPILE_OPTIONS`:
+mix-order reduction off). With it on (torch's default since 2.10) the phase-2 step did not compile on an H200 (torch
+2.11, 2026-11-30): Triton "NameError('tmp12 is not defined')" in a fused batch-norm-backward + max + sigmoid kernel.
+`--mix-order on` overrides the networks' option (as `TrainConfig.compile_options` would) to reproduce that failure.
 
 A training step is the recipes' step (`medseg_tutor.train.recipes` srsnet-*): forward under autocast, the loss in fp32
 (`reconstruction_loss` / `segmentation_loss`), backward, SGD (lr 0.01, momentum 0.9, wd 1e-4; fused on CUDA, as the
@@ -26,8 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch, torch._dynamo
 from medseg_tutor.core import get_device
 from medseg_tutor.nets.srsnet import SRSReconstructionNet, SRSSegmentationNet, SRSNet, ResBlock
-from medseg_tutor.train.srsnet import reconstruction_loss, segmentation_loss, SRSNET_COMPILE_OPTIONS
-from medseg_tutor.train.engine import compile_module
+from medseg_tutor.train.srsnet import reconstruction_loss, segmentation_loss
+from medseg_tutor.train.engine import compile_module, declared_inductor_options
 
 # name -> (label, amp, channels_last, compile mode or None)
 CONFIGS = {'fp32': ('fp32 eager', None, False, None),
@@ -37,17 +38,18 @@ CONFIGS = {'fp32': ('fp32 eager', None, False, None),
            'regional': ('bf16 + cl + compile per ResBlock', 'bf16', True, 'regional')}
 # 'regional': only the residual blocks are compiled (each block's forward once per distinct shape, then reused by every
 # block of that shape): far less to compile than the whole network, no fusion across blocks, no CUDA graphs.
-# --mix-order -> the Inductor options the compiled rows get over their mode's own. 'on' sets the option explicitly, so
-# that TORCHINDUCTOR_MIX_ORDER_REDUCTION in the environment does not change what a row measures.
-MIX_ORDER_OPTIONS = {'off': SRSNET_COMPILE_OPTIONS, 'on': {'triton.mix_order_reduction': True}}
+# --mix-order -> the Inductor options the compiled rows set over their mode's and the networks' own. 'off' adds nothing:
+# the networks declare mix-order reduction off. 'on' sets it explicitly. Either way the option is passed to torch.compile
+# explicitly, so TORCHINDUCTOR_MIX_ORDER_REDUCTION in the environment does not change what a row measures.
+MIX_ORDER_OPTIONS = {'off': {}, 'on': {'triton.mix_order_reduction': True}}
 
 def compile_options(mix_order:str) -> dict:
-    "The Inductor options of the compiled rows for `--mix-order` 'off' (the srsnet recipes' setting) or 'on'."
+    "The Inductor options the compiled rows set over the networks' own: none for `--mix-order off`, the override for 'on'."
     return dict(MIX_ORDER_OPTIONS[mix_order])
 
 def mix_order_note(mix_order:str) -> str:
     "What the table header says about the compiled rows."
-    return ("compiled rows: Inductor mix-order reduction OFF (SRSNET_COMPILE_OPTIONS, as the srsnet recipes)" if mix_order == 'off'
+    return ("compiled rows: Inductor mix-order reduction OFF (declared by the SRS networks: SRSNET_COMPILE_OPTIONS)" if mix_order == 'off'
             else "compiled rows: Inductor mix-order reduction ON (--mix-order on; the phase-2 compile failed with it, H200, torch 2.11)")
 
 CHK = '+chk'     # suffix: the same config with the engine's per-step checks (global grad norm + one host sync)
@@ -136,8 +138,9 @@ def setup(model, cfg, a, dev):
     opts = compile_options(getattr(a, 'mix_order', 'off'))
     if mode == 'regional':
         torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 64)   # one entry per block shape
+        bopts = {**declared_inductor_options(m), **opts}          # a block compiled alone gets its network's options
         for b in m.modules():
-            if isinstance(b, ResBlock): b.compile(dynamic=False, options=opts)      # in place (default mode + opts)
+            if isinstance(b, ResBlock): b.compile(dynamic=False, options=bopts)     # in place (default mode + options)
         net = m
     else: net = compile_module(m, mode, opts) if mode else m
     params = [p for p in m.parameters() if p.requires_grad]
@@ -231,8 +234,9 @@ def main(argv=None):
     p.add_argument('--trace', action='store_true', help='with --profile and --out: also write the Chrome trace (large)')
     p.add_argument('--out', help='folder: table.md (rewritten after every row), profile traces')
     p.add_argument('--mix-order', choices=['off', 'on'], default='off',
-                   help="Inductor's mix-order reduction in the compiled rows: off (default, SRSNET_COMPILE_OPTIONS, as the "
-                        "srsnet recipes) or on (torch's default; reproduces the failed phase-2 compile of 2026-11-30)")
+                   help="Inductor's mix-order reduction in the compiled rows: off (default: as the SRS networks declare, "
+                        "SRSNET_COMPILE_OPTIONS) or on (torch's default, set over the networks' option; reproduces the "
+                        "failed phase-2 compile of 2026-11-30)")
     a = p.parse_args(argv)
     dev = get_device(a.device)
     if a.size % 8: p.error(f'--size must be a multiple of 8 (SRS pools three times), got {a.size}')

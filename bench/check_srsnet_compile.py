@@ -12,8 +12,9 @@ elements equal to the max, which Inductor counted as 0 (pytorch/pytorch#195214).
 2. if --budget leaves time, each attention gate alone (ChannelAttention, SpatialAttention, ECAGate), bf16, compiled:
    how many gradient elements are not finite, eager and compiled.
 
-The compiled rows and gates compile as the srsnet recipes train: `compile_module` with `SRSNET_COMPILE_OPTIONS`
-(Inductor's mix-order reduction off; bench_srsnet.py says why). `--mix-order on` puts it back (torch's default).
+The compiled rows compile as the Trainer compiles: `compile_module`, with the Inductor options the SRS networks declare
+(`SRSNET_COMPILE_OPTIONS`: mix-order reduction off; bench_srsnet.py says why); each gate, compiled alone, gets the same
+options. `--mix-order on` sets it back on over the networks' option (torch's default).
 Its tiny-network run with mix-order on (its default until 2026-11-30) was finite in fp32 / eager / reduce-overhead (H200,
 torch 2.11, 2026-11-30): the failed compile needs the full-width network.
 
@@ -39,7 +40,7 @@ def use_variant(v:str):
 
 def gates(dev, mix_order:str='off') -> list:
     "Markdown rows: each gate alone, bf16 channels_last, compiled (default mode), gradients finite?"
-    rows, opts = [], B.compile_options(mix_order)
+    rows, opts = [], {**N.SRSNET_COMPILE_OPTIONS, **B.compile_options(mix_order)}   # a part of the networks: their options
     for name, make in [('ChannelAttention', lambda: D.ChannelAttention(16)), ('SpatialAttention', lambda: D.SpatialAttention(7)),
                        ('ECAGate', lambda: N.ECAGate(3))]:
         torch.manual_seed(0); torch._dynamo.reset()
@@ -89,7 +90,8 @@ def main(argv=None):
                    help="fp32: fp32 eager; the others bf16 autocast + channels_last, eager or compiled")
     p.add_argument('--no-gates', action='store_true', help='skip part 2')
     p.add_argument('--mix-order', choices=['off', 'on'], default='off',
-                   help="Inductor's mix-order reduction when compiling: off (default, as the srsnet recipes) or on (torch's default)")
+                   help="Inductor's mix-order reduction when compiling: off (default, as the SRS networks declare) or on "
+                        "(torch's default, set over the networks' option)")
     p.add_argument('--budget', type=float, default=None, help='seconds: no new row starts after this')
     a = p.parse_args(argv)
     dev = B.get_device(a.device); T0 = time.perf_counter()
