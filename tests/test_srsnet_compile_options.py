@@ -65,6 +65,14 @@ def test_a_wrapper_carries_its_parts_options():
     assert declared_inductor_options(Wrapper()) == OFF
     assert declared_inductor_options(nn.Sequential(nn.Identity(), SRSReconstructionNet(stem=8, widths=(8, 8, 8, 8), depths=(1, 1, 1, 1)))) == OFF
 
+def test_ddp_wrapper_carries_the_options(tmp_path):
+    "Under DDP the Trainer compiles DistributedDataParallel(model): the walk over submodules reaches the network."
+    import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel as DDP
+    dist.init_process_group('gloo', init_method=f'file://{tmp_path}/pg', rank=0, world_size=1)
+    try: assert declared_inductor_options(DDP(tiny_srsnet())) == OFF
+    finally: dist.destroy_process_group()
+
 @pytest.mark.parametrize('recipe,name', [('srsnet-busi-phase1', 'srsnet_r'), ('srsnet-busi-phase2', 'srsnet'),
                                          ('srsnet-folder-phase2', 'srsnet')])
 def test_trainer_compiles_the_model_with_the_options(compiled, recipe, name):
