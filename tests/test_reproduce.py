@@ -219,3 +219,24 @@ def test_table_names_the_machine_the_runs_trained_on(tmp_path):
     assert 'Machine: my box;' in R.write_table('busi-mobileutr', out, 'c', machine='my box')     # --machine wins
     _fake_run(out/'x'/'split1-seed41', 70.0, 80.0)                                                   # no machine recorded
     assert 'Machine: ' + R._machine() in R.write_table('busi-mobileutr', out/'x', 'c')
+
+def test_stopped_run_scored_again_after_a_failure(tmp_path, monkeypatch):
+    "A score of a stopped run that fails (as under MPS right after the kill) is tried once more, alone; a second failure is said."
+    out, flaky = tmp_path/'t', tmp_path/'failed_once-'
+    for r in TINY.runs: (out/r.name).mkdir(parents=True); (out/r.name/'best.pt').write_bytes(b'x')
+    monkeypatch.setattr(R, 'run_status', lambda d: 'partial')
+    monkeypatch.setattr(R, 'eval_command', lambda r, ckpt, root, dev: [str(ckpt.parent.name)])
+    monkeypatch.setattr(R, '_EVAL_RETRY_WAIT_S', 0.0)
+    # the fake CLI: run split1 fails on its first call (cudaErrorDevicesUnavailable), then scores; run split2 always fails
+    code = ("import sys, pathlib; n = sys.argv[2]; f = pathlib.Path(sys.argv[1] + n)\n"
+            "if n.startswith('split2') or (n.startswith('split1') and not f.exists()):\n"
+            "    f.touch(); sys.exit('CUDA error: cudaErrorDevicesUnavailable')\n"
+            "print('{\"iou\": 0.5, \"f1\": 0.6, \"n\": 3}')")
+    monkeypatch.setattr(R, 'cli_prefix', lambda: [sys.executable, '-c', code, str(flaky)])
+    said = []
+    R._eval_stopped(TINY, out, None, [('cpu', 0)], 'cpu', said.append)
+    d1, d2 = out/TINY.runs[0].name, out/TINY.runs[1].name
+    assert json.loads((d1/'eval_partial.json').read_text())['iou'] == 0.5
+    assert 'cudaErrorDevicesUnavailable' in (d1/'eval.err').read_text() and 'second attempt' in (d1/'eval.err').read_text()
+    assert not (d2/'eval_partial.json').exists() and (d2/'eval.err').read_text().count('cudaErrorDevicesUnavailable') == 2
+    assert any('failed twice' in s and d2.name in s for s in said) and said[-1].startswith('evaluated the best checkpoint of 1 of 2')

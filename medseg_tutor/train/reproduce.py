@@ -378,21 +378,34 @@ def reproduce(table:str|Table, out, data_root=None, gpus=None, per_gpu:int=1, ep
     return dict(table=table.name, out=str(out), table_md=str(out/'table.md'), done=sorted(finished), failed=sorted(failed),
                 stopped=stopped, wall_s=time.monotonic() - t0)
 
+_EVAL_RETRY_WAIT_S = 15.0   # before scoring a stopped run again, alone (see `_eval_stopped`)
+
 def _eval_stopped(table, out, data_root, slots, device, say):
     "Score the best.pt of every run stopped at the deadline (eval_partial.json), all at once, so the table has per-image spreads."
-    procs = []
-    for i, r in enumerate(x for x in table.runs if x.evaluate and run_status(out/x.name) == 'partial' and (out/x.name/'best.pt').is_file()):
-        d, g = out/r.name, slots[i % len(slots)][0]
-        env = _cli_env()
+    # Under CUDA MPS the server cleans up after clients killed mid-kernel; a process that starts on that GPU meanwhile can
+    # fail with cudaErrorDevicesUnavailable (one run in six on a 2 x H200 host, 2026-11-30). So a failed score is tried
+    # once more, alone, after a pause; both attempts' errors stay in eval.err.
+    def launch(r, g, retry=False):
+        d, env = out/r.name, _cli_env()
         if g != 'cpu': env['CUDA_VISIBLE_DEVICES'] = str(g)
         args = eval_command(r, d/'best.pt', data_root, device or ('cuda' if g != 'cpu' else 'cpu'))
-        so, se = open(d/'eval_partial.json.part', 'w'), open(d/'eval.err', 'w')
-        procs.append((d, subprocess.Popen(cli_prefix() + args, stdout=so, stderr=se, env=env), so, se))
-    for d, p, so, se in procs:
-        rc = p.wait(); so.close(); se.close()
-        if rc == 0 and _read_json(d/'eval_partial.json.part') is not None: os.replace(d/'eval_partial.json.part', d/'eval_partial.json')
-        else: say(f"{d.name}: evaluation of the stopped run failed (see {d/'eval.err'})")
-    if procs: say(f"evaluated the best checkpoint of {len(procs)} stopped run(s) (eval_partial.json)")
+        so, se = open(d/'eval_partial.json.part', 'w'), open(d/'eval.err', 'a' if retry else 'w')
+        if retry: se.write(f"\n[reproduce] second attempt, alone, after {_EVAL_RETRY_WAIT_S:.0f} s\n"); se.flush()
+        return r, g, subprocess.Popen(cli_prefix() + args, stdout=so, stderr=se, env=env), so, se
+    def landed(r, g, p, so, se) -> bool:
+        d, rc = out/r.name, p.wait(); so.close(); se.close()
+        if rc == 0 and _read_json(d/'eval_partial.json.part') is not None:
+            os.replace(d/'eval_partial.json.part', d/'eval_partial.json'); return True
+        return False
+    runs = [x for x in table.runs if x.evaluate and run_status(out/x.name) == 'partial' and (out/x.name/'best.pt').is_file()]
+    again = [(r, g) for r, g, *rest in [launch(r, slots[i % len(slots)][0]) for i, r in enumerate(runs)] if not landed(r, g, *rest)]
+    if again: say(f"{len(again)} stopped run(s) could not be scored; trying each again, alone, in {_EVAL_RETRY_WAIT_S:.0f} s")
+    lost = 0
+    for r, g in again:
+        time.sleep(_EVAL_RETRY_WAIT_S)
+        if not landed(*launch(r, g, retry=True)):
+            lost += 1; say(f"{r.name}: evaluation of the stopped run failed twice (see {out/r.name/'eval.err'})")
+    if runs: say(f"evaluated the best checkpoint of {len(runs) - lost} of {len(runs)} stopped run(s) (eval_partial.json)")
 
 def _stop(p:subprocess.Popen, grace:float=30.0):
     "SIGTERM the process group, SIGKILL it after `grace` s."
