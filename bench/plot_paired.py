@@ -1,9 +1,11 @@
 """Two arms of the same runs (3 splits x seeds), paired: best validation IoU per run (and F1 at that epoch), the paired
 differences, and a figure (mean curve per arm; one bar per pair). Reads a CSV with columns arm, split, seed, epoch,
-val_iou, val_f1 (fractions), as in bench/figures/*_logs.csv; uses the first N epochs that every run reached.
+val_iou, val_f1 (fractions), as in bench/figures/*_logs.csv; uses the first N epochs that every run reached (so arms
+stopped at different epochs are compared at the same one). --iou-column picks another IoU column (e.g. val_iou_pooled).
 
     python bench/plot_paired.py bench/figures/h200x2_busi_released_augment_logs.csv --arms dihedral,released
     python bench/plot_paired.py bench/figures/h200x2_busi_released_norm_logs.csv --arms imagenet,released
+    python bench/plot_paired.py bench/figures/h200x2_sirst_srsnet_logs.csv --arms plain,dpconv --iou-column val_iou_pooled
 """
 import argparse, csv, statistics as st
 from collections import defaultdict
@@ -13,12 +15,13 @@ import matplotlib; matplotlib.use('Agg'); import matplotlib.pyplot as plt
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     ap.add_argument('csv', type=Path); ap.add_argument('--arms', required=True, help='A,B: the table shows B - A')
+    ap.add_argument('--iou-column', default='val_iou', help='the IoU column to select and compare on (default: val_iou, per image)')
     ap.add_argument('--title', default=None); ap.add_argument('--out', type=Path, default=None, help='PNG (default: the CSV name without _logs)')
     a = ap.parse_args(argv)
     A, B = a.arms.split(',')
     runs = defaultdict(list)
     for r in csv.DictReader(open(a.csv)):
-        runs[(r['arm'], int(r['split']), int(r['seed']))].append((int(r['epoch']), 100 * float(r['val_iou']), 100 * float(r.get('val_f1') or 'nan')))
+        runs[(r['arm'], int(r['split']), int(r['seed']))].append((int(r['epoch']), 100 * float(r[a.iou_column]), 100 * float(r.get('val_f1') or 'nan')))
     missing = sorted(k for k in runs if k[0] not in (A, B))
     if missing: raise SystemExit(f"arms in the CSV other than {A}, {B}: {sorted({k[0] for k in missing})}")
     keys = sorted({(s, sd) for _, s, sd in runs})
@@ -27,7 +30,7 @@ def main(argv=None):
     n = min(len(v) for v in runs.values())
     def best(arm, s, sd):
         e, iou, f1 = max(runs[(arm, s, sd)][:n], key=lambda t: t[1]); return iou, f1, e
-    print(f"best val IoU over epochs 1-{n} (%, per image), F1 at that epoch\n")
+    print(f"best {a.iou_column} over epochs 1-{n} (%), F1 (per image) at that epoch\n")
     print(f"| split | seed | {A} IoU / F1 | {B} IoU / F1 | {B} − {A} IoU | {B} − {A} F1 |\n|---:|---:|---:|---:|---:|---:|")
     di, df, ma, mb = [], [], [], []
     for s, sd in keys:
@@ -42,7 +45,7 @@ def main(argv=None):
     for arm, col in ((A, 'C0'), (B, 'C3')):
         curves = [[v for _, v, _ in runs[(arm, s, sd)][:n]] for s, sd in keys]
         axs[0].plot(range(1, n + 1), [st.mean(c) for c in zip(*curves)], color=col, lw=1, label=f"{arm} (mean of {len(keys)} runs)")
-    axs[0].set(xlabel='epoch', ylabel='validation IoU (%)', title=a.title or f'{A} vs {B}: mean over splits x seeds'); axs[0].legend()
+    axs[0].set(xlabel='epoch', ylabel=f'{a.iou_column} (%)', title=a.title or f'{A} vs {B}: mean over splits x seeds'); axs[0].legend()
     axs[0].set_ylim(max(0, min(axs[0].get_ylim()[1] - 25, 50)), None)
     axs[1].bar(range(len(di)), di, color=['C2' if d > 0 else 'C1' for d in di]); axs[1].axhline(0, color='k', lw=0.8)
     axs[1].set_xticks(range(len(di)), [f"s{s}/{sd}" for s, sd in keys])

@@ -240,3 +240,16 @@ def test_stopped_run_scored_again_after_a_failure(tmp_path, monkeypatch):
     assert 'cudaErrorDevicesUnavailable' in (d1/'eval.err').read_text() and 'second attempt' in (d1/'eval.err').read_text()
     assert not (d2/'eval_partial.json').exists() and (d2/'eval.err').read_text().count('cudaErrorDevicesUnavailable') == 2
     assert any('failed twice' in s and d2.name in s for s in said) and said[-1].startswith('evaluated the best checkpoint of 1 of 2')
+
+def test_table_of_a_stopped_run_copied_back_without_checkpoints(tmp_path):
+    "A stopped run's folder brought back without its *.pt (as the device scripts do) is still 'partial', scored so far."
+    out = tmp_path/'t'; d = out/TINY.runs[0].name; d.mkdir(parents=True)
+    (d/'log.csv').write_text('epoch,train_loss,val_iou,val_f1\n1,0.9,0.40,0.50\n2,0.8,0.55,0.65\n3,0.7,0.50,0.60\n')
+    (d/'summary.json').write_text(json.dumps(dict(epoch=3, epochs=300, requested_epochs=300)))
+    (d/'eval_partial.json').write_text(json.dumps(dict(iou=0.52, iou_std=0.2, f1=0.63, f1_std=0.2, n=195)))
+    assert R.run_status(d) == 'new'                                   # for scheduling: nothing to resume from here
+    row = R.summarize(TINY, out)[0]
+    assert row['status'] == 'partial' and row['metrics']['source'] == 'partial' and row['metrics']['iou'] == pytest.approx(52)
+    md = R.write_table(TINY, out, 'cmd')
+    line = next(l for l in md.splitlines() if l.startswith(f'| {d.name} |'))
+    assert '| 3 of 300 |' in line and '52.00 ± 20.00 (so far)' in line and 'partial (stopped after epoch 3)' in line

@@ -426,7 +426,8 @@ def _tail(p, n=8) -> str:
 def run_metrics(d) -> dict:
     "Metrics of a run folder in percent: eval.json; for a stopped run eval_partial.json (its best.pt so far); else the best row of log.csv."
     d = Path(d); ev, src = _read_json(d/'eval.json'), 'eval'
-    if ev is None and run_status(d) == 'partial': ev, src = _read_json(d/'eval_partial.json'), 'partial'
+    if ev is None and run_status(d) in ('partial', 'new'):   # 'new' with a log: a stopped run copied back without its *.pt
+        ev, src = _read_json(d/'eval_partial.json'), 'partial'
     if ev is not None:
         m = {k: 100 * float(ev[k]) for k in ('iou', 'f1', 'dice', 'iou_pooled') if isinstance(ev.get(k), (int, float))}
         m.update({f'{k}_std': 100 * float(ev[f'{k}_std']) for k in ('iou', 'f1', 'dice') if isinstance(ev.get(f'{k}_std'), (int, float))})
@@ -454,6 +455,7 @@ def summarize(table:str|Table, out) -> list[dict]:
         best = int(max(sel, key=lambda x: x['val_iou'])['epoch']) if sel else None
         att = [json.loads(l) for l in (d/'attempts.jsonl').read_text().splitlines()] if (d/'attempts.jsonl').is_file() else []
         st = run_status(d)
+        if st == 'new' and log: st = 'partial'        # a stopped run's folder copied back without its *.pt files
         if st != 'done' and att and att[-1]['rc'] != 0 and not att[-1].get('note'): st = f"failed (exit {att[-1]['rc']}, see {att[-1]['step'] == 'train' and 'train.log' or 'eval.err'})"
         rows.append(dict(run=r.name, recipe=r.recipe, fold=r.fold, seed=r.seed, arm=r.arm, status=st,
                          epochs=len(log), **_planned_epochs(d), best_epoch=best, metrics=run_metrics(d) if r.evaluate else {},
