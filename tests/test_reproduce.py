@@ -253,3 +253,14 @@ def test_table_of_a_stopped_run_copied_back_without_checkpoints(tmp_path):
     md = R.write_table(TINY, out, 'cmd')
     line = next(l for l in md.splitlines() if l.startswith(f'| {d.name} |'))
     assert '| 3 of 300 |' in line and '52.00 ± 20.00 (so far)' in line and 'partial (stopped after epoch 3)' in line
+
+def test_runs_spread_over_gpus_before_doubling_up(tmp_path, monkeypatch):
+    "Three R runs on two GPUs with three slots each start on GPUs 0, 1, 0 (not all three on GPU 0, the other idle)."
+    seen = []
+    class Done:
+        def __init__(self, cmd, env=None, **kw): seen.append((cmd, env.get('CUDA_VISIBLE_DEVICES'))); self.pid = 0
+        def poll(self): return 0
+    monkeypatch.setattr(R.subprocess, 'Popen', Done)
+    R.reproduce('sirst-srsnet', tmp_path/'s', 'DATA', gpus='0,1', per_gpu=3, verbose=False, poll_s=0)
+    first = {c[c.index('--out') + 1].split('/')[-1]: g for c, g in seen if 'train' in c}
+    assert [first[f'R-seed{s}'] for s in (41, 42, 43)] == ['0', '1', '0'], first

@@ -287,7 +287,7 @@ def reproduce(table:str|Table, out, data_root=None, gpus=None, per_gpu:int=1, ep
         return dict(table=table.name, plan=p, dry_run=True)
     _check_recipes(todo)
     out.mkdir(parents=True, exist_ok=True)
-    slots = [(g, k) for g in _gpus(gpus) for k in range(per_gpu)]
+    slots = [(g, k) for k in range(per_gpu) for g in _gpus(gpus)]   # GPU by GPU: 3 runs on 2 GPUs go to 0, 1, 0 (not 0, 0, 0)
     threads = str(max(1, (os.cpu_count() or 2) // len(slots)))
     jobs, finished, failed = [], set(), set()
     for r in _order(todo):
