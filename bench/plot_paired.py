@@ -48,8 +48,9 @@ def main(argv=None):
     axs[0].set(xlabel='epoch', ylabel=f'{a.iou_column} (%)', title=a.title or f'{A} vs {B}: mean over splits x seeds'); axs[0].legend()
     axs[0].set_ylim(max(0, min(axs[0].get_ylim()[1] - 25, 50)), None)
     axs[1].bar(range(len(di)), di, color=['C2' if d > 0 else 'C1' for d in di]); axs[1].axhline(0, color='k', lw=0.8)
-    axs[1].set_xticks(range(len(di)), [f"s{s}/{sd}" for s, sd in keys])
-    axs[1].set(xlabel='split / seed', ylabel=f'{B} − {A} (IoU points)', title=f'paired difference of the best IoU, epochs 1-{n}')
+    one_split = len({s for s, _ in keys}) == 1                  # e.g. SIRST: one split, seeds only
+    axs[1].set_xticks(range(len(di)), [f"seed {sd}" if one_split else f"s{s}/{sd}" for s, sd in keys])
+    axs[1].set(xlabel='seed' if one_split else 'split / seed', ylabel=f'{B} − {A} (IoU points)', title=f'paired difference of the best IoU, epochs 1-{n}')
     fig.tight_layout()
     out = a.out or a.csv.with_name(a.csv.name.replace('_logs.csv', '.png'))
     fig.savefig(out, dpi=100); print(f"\nfigure: {out}")

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# Issue 18, sixth round (prepared 2026-11-30, not yet run): the whole `sirst-srsnet` table, compiled, over both GPUs of
+# Issue 18, sixth round (run 2026-11-30, third session: bench/RESULTS.md "sixth round"): the whole `sirst-srsnet` table, compiled, over both GPUs of
 # one warm 2-GPU machine, in three calls back to back (as issue18_round4/5.sh: run folders and the Inductor cache in the
 # ignored runs/, kept between calls; each call resumes every run from its last.pt).
 #   One `reproduce sirst-srsnet --gpus 0,1 --per-gpu 3`: the three R runs (phase 1, 100 epochs) first, then the six S runs
 #   (phase 2, 500 epochs, with and without DPConv, seeds 41-43), three at once on each GPU under CUDA MPS, with
-#   `--compile reduce-overhead` (the srsnet-* recipes turn Inductor's mix-order reduction off: SRSNET_COMPILE_OPTIONS, nb 22).
+#   `--compile reduce-overhead` (the SRS networks turn Inductor's mix-order reduction off: SRSNET_COMPILE_OPTIONS, nb 21).
 #   Estimate (bench/RESULTS.md, fifth round): compiled S alone 148.8 img/s, 256 training images, so 500 epochs ~860 s alone;
 #   three at once per GPU ~1500 s if MPS gives 1.7x; plus R (~100 s) and a cold compile (~220 s). Three calls of ~520 s
 #   may end the S runs short of 500 epochs: the table then says "N of 500" per row. Nothing survives to a later session

@@ -19,8 +19,9 @@
 # TORCHINDUCTOR_MIX_ORDER_REDUCTION=0 OUT=... GPU=0 CELLS="ro:RS bf16cl:RS" LIMIT=235 BUDGET=200 bash scripts/device/srsnet_bench.sh)
 # the ro:RS row compiled and trained finite: 148.8 img/s, 53.8 ms/step (~3.0x the eager row above), warm-up incl. a cold
 # compile 217.6 s, peak 3853 MiB. compile:RS (default mode, GPU 1, same time) did not finish compiling inside 235 s.
-# Since then bench_srsnet's compiled rows compile as the srsnet recipes train: engine.compile_module with
-# SRSNET_COMPILE_OPTIONS ({'triton.mix_order_reduction': False}), whatever the environment says; the table header says so.
+# Since then bench_srsnet's compiled rows compile as the SRS networks train: engine.compile_module with the options the
+# networks declare (nets.srsnet SRSNET_COMPILE_OPTIONS = {'triton.mix_order_reduction': False}), whatever the environment
+# says; the table header says so.
 # To reproduce the failure: EXTRA="--mix-order on" (the option set to True explicitly). A cold compile of the full-size
 # phase-2 step takes ~3.5 minutes per compiled row: give compiled rows LIMIT/BUDGET for it, or carry the Inductor cache.
 #
