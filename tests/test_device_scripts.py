@@ -52,3 +52,42 @@ def test_one_job_over_two_gpus(stubs, tmp_path):
     args = (tmp_path/'runs'/'srs'/'args.txt').read_text()
     assert '--gpus 0,1' in args and '--data-root .devcache/sirst256.npz' in args
     assert 'after01 on 0,1' in log and 'invalid variable name' not in p.stderr + log
+
+
+def _argv_stubs(d:Path) -> Path:
+    "Stand-ins that record every `python3 -m medseg_tutor reproduce ...` argv (NUL-separated) instead of running it."
+    b = d/'bin'; b.mkdir()
+    _stub(b, 'nvidia-smi', 'echo "0, stub GPU"\n')
+    _stub(b, 'nvidia-cuda-mps-control', 'exit 1\n')
+    _stub(b, 'python3', 'if [ "$3" = reproduce ]; then mkdir -p "$6"; printf "%s\\0" "$@" > "$6/argv.bin"; '
+                        'echo "table $4" > "$6/table.md"; exit 0; fi\necho "py $*"\n')
+    return b
+
+@pytest.mark.parametrize('script', sorted(p.name for p in (ROOT/'scripts'/'device').glob('issue18_round*.sh')))
+def test_round_scripts_ask_for_tables_and_flags_that_exist(tmp_path, script):
+    "A typo in a round script (a table, a recipe flag or value) would waste a whole device session: every reproduce a round\n"
+    "script starts, in each of its calls, names a known table, and every train command it plans parses with the real CLI."
+    import shlex
+    from medseg_tutor.cli import build_parser
+    from medseg_tutor.train import reproduce as R
+    work = tmp_path/'w'; (work/'scripts').mkdir(parents=True)
+    subprocess.run(['cp', '-r', str(ROOT/'scripts'/'device'), str(work/'scripts')], check=True)
+    stubs = _argv_stubs(tmp_path)
+    seen = 0
+    for call in (1, 2, 3):
+        e = dict(os.environ, PATH=f"{stubs}:{os.environ['PATH']}", OUT=str(tmp_path/f'out{call}'), CALL=str(call), DEADLINE='100')
+        p = subprocess.run(['bash', f'scripts/device/{script}'], cwd=work, env=e, capture_output=True, text=True, timeout=120)
+        assert p.returncode == 0, p.stderr[-2000:]
+        for f in sorted((work/'runs').rglob('argv.bin')):
+            argv = f.read_bytes().decode().split('\0')[:-1]
+            assert argv[:3] == ['-m', 'medseg_tutor', 'reproduce'], argv
+            ns = build_parser().parse_args(argv[2:])
+            assert ns.table in R.TABLES, f"{script} (CALL={call}) asks for table '{ns.table}'"
+            t = R.with_seeds(R.get_table(ns.table), ns.seeds.split(',')) if ns.seeds else R.get_table(ns.table)
+            for row in R.plan(t, tmp_path/'plan', ns.data_root, train_args=shlex.split(ns.train_args)):
+                for c in row['commands']:
+                    try: build_parser().parse_args(shlex.split(c)[1:])
+                    except SystemExit: pytest.fail(f"{script} (CALL={call}) plans a command the CLI refuses: {c}")
+                    seen += 1
+            f.unlink()
+    assert seen, f"{script} started no reproduce"
