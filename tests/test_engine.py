@@ -7,6 +7,7 @@ from medseg_tutor.core import MedsegError, DataError, ShapeError
 from medseg_tutor.train.engine import (TrainConfig, Trainer, TinyUNet, LRSchedule, lr_factor, StopTraining, read_csv,
                                        train_throughput, get_loss)
 from medseg_tutor.data.tensors import TensorSegData
+from medseg_tutor.train.checkpoint import load_checkpoint
 
 torch.set_num_threads(1)
 REPO = Path(__file__).resolve().parents[1]
@@ -209,8 +210,10 @@ def test_custom_step_logs_and_callback_state_resume_exactly(tmp_path):
     Trainer(TinyUNet(width=4), toy(24), toy(8, seed=1), cfg, step=step, callbacks=[b], out=tmp_path/'b', device='cpu').fit(resume=True)
     assert a.n == b.n == 12 and torch.equal(a.ema, b.ema)
     log = read_csv(tmp_path/'a'/'log.csv')
-    assert {'epoch', 'train_loss', 'train_double', 'lr', 'epoch_s', 'val_iou'} <= set(log[0])
+    assert {'epoch', 'train_loss', 'train_double', 'lr', 'epoch_s', 'val_iou', 'eval_s'} <= set(log[0])
     assert log[0]['train_double'] == pytest.approx(2 * log[0]['train_loss'], rel=1e-5)
+    assert all(r['eval_s'] > 0 for r in log)                 # seconds the validation took, not a metric:
+    assert 's' not in load_checkpoint(tmp_path/'a'/'best.pt')['metrics']     # best.pt's metrics are the val_* columns only
 
 def test_max_steps_stops_and_still_writes_best_and_log(tmp_path):
     res = Trainer(TinyUNet(width=4), toy(40), toy(8, seed=1), CFG.replace(epochs=10, batch_size=1, max_steps=2), out=tmp_path, device='cpu').fit()

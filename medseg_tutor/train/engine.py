@@ -592,8 +592,10 @@ class Trainer:
                 live = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
                 self.model.load_state_dict(ew)
             if self.val_data is not None and ((e + 1) % self.cfg.val_every == 0 or final):
+                t_val = time.perf_counter()
                 if self.is_main: row.update({f'val_{k}': v for k, v in self.evaluate().items()})
                 _barrier(self.world)
+                row['eval_s'] = time.perf_counter() - t_val        # not 'val_s': val_* columns are metrics
             v = row.get(f'val_{self.cfg.select_metric}', row.get(self.cfg.select_metric) if self.val_data is None else None)
             improved = self._better(v)
             if improved: self.best, self.best_epoch = v, e
