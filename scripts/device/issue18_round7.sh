@@ -17,6 +17,10 @@ set -uo pipefail
 CALL=${CALL:-1}; OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 export R=$PWD/runs/device TORCHINDUCTOR_CACHE_DIR=$PWD/runs/inductor-cache; mkdir -p "$R" "$TORCHINDUCTOR_CACHE_DIR"
 echo "call $CALL; run folders already here: $(ls "$R"/mul "$R"/bsrs 2>/dev/null | tr '\n' ' ')"
+# GPU 0, once busi-mobileutr-l has finished (call 3, if more than 60 s are left): where the engine's step spends its time
+# beyond the network (bench/bench_engine_step.py: bare step / Trainer.train_step / without the finite check's host sync /
+# a whole epoch), MobileUtr compiled, so that a sync-free step is built only if it pays.
+export AFTER0='timeout $((LEFT - 10)) python3 bench/bench_engine_step.py --out $OUT/engine_step.md > $OUT/engine_step.log 2>&1; tail -n 8 $OUT/engine_step.log'
 MPS=1 DEADLINE=${DEADLINE:-520} TRAIN_ARGS="--amp bf16 --channels-last --compile reduce-overhead" CACHE=.devcache/busi256.npz \
   bash scripts/device/tables.sh "0|busi-mobileutr-l|mul|3|1||" "1|busi-srsnet|bsrs|3|1||"
 ls -la "$OUT"
