@@ -1355,6 +1355,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                                                                              'medseg_tutor/train/reproduce.py'),
                                               'medseg_tutor.train.reproduce._stop': ( 'train.reproduce.html#_stop',
                                                                                       'medseg_tutor/train/reproduce.py'),
+                                              'medseg_tutor.train.reproduce._stopped': ( 'train.reproduce.html#_stopped',
+                                                                                         'medseg_tutor/train/reproduce.py'),
                                               'medseg_tutor.train.reproduce._tail': ( 'train.reproduce.html#_tail',
                                                                                       'medseg_tutor/train/reproduce.py'),
                                               'medseg_tutor.train.reproduce._write_json': ( 'train.reproduce.html#_write_json',

@@ -14,9 +14,10 @@ def stubs(tmp_path):
     b = tmp_path/'bin'; b.mkdir()
     _stub(b, 'nvidia-smi', 'echo "0, stub GPU"\n')
     _stub(b, 'nvidia-cuda-mps-control', 'exit 1\n')           # MPS unavailable: the script must carry on without it
-    # `python3 -m medseg_tutor reproduce TABLE --out DIR ...`: writes DIR/table.md after a short while; anything else: echo
-    _stub(b, 'python3', 'if [ "$3" = reproduce ]; then out=$6; mkdir -p "$out"; sleep 1; echo "table $4" > "$out/table.md"; '
-                        'echo "args: $*" > "$out/args.txt"; exit 0; fi\necho "py $*"\n')
+    # `python3 -m medseg_tutor reproduce TABLE --out DIR ...`: writes DIR/table.md after $STUB_SLEEP s (default 1), its
+    # argv to DIR/args.txt (joined) and DIR/argv.bin (NUL-separated); anything else: echo
+    _stub(b, 'python3', 'if [ "$3" = reproduce ]; then out=$6; mkdir -p "$out"; sleep ${STUB_SLEEP:-1}; echo "table $4" > "$out/table.md"; '
+                        'echo "args: $*" > "$out/args.txt"; printf "%s\\0" "$@" > "$out/argv.bin"; exit 0; fi\necho "py $*"\n')
     return b
 
 def _run(stubs, tmp_path, jobs, **env):
@@ -53,18 +54,8 @@ def test_one_job_over_two_gpus(stubs, tmp_path):
     assert '--gpus 0,1' in args and '--data-root .devcache/sirst256.npz' in args
     assert 'after01 on 0,1' in log and 'invalid variable name' not in p.stderr + log
 
-
-def _argv_stubs(d:Path) -> Path:
-    "Stand-ins that record every `python3 -m medseg_tutor reproduce ...` argv (NUL-separated) instead of running it."
-    b = d/'bin'; b.mkdir()
-    _stub(b, 'nvidia-smi', 'echo "0, stub GPU"\n')
-    _stub(b, 'nvidia-cuda-mps-control', 'exit 1\n')
-    _stub(b, 'python3', 'if [ "$3" = reproduce ]; then mkdir -p "$6"; printf "%s\\0" "$@" > "$6/argv.bin"; '
-                        'echo "table $4" > "$6/table.md"; exit 0; fi\necho "py $*"\n')
-    return b
-
 @pytest.mark.parametrize('script', sorted(p.name for p in (ROOT/'scripts'/'device').glob('issue18_round*.sh')))
-def test_round_scripts_ask_for_tables_and_flags_that_exist(tmp_path, script):
+def test_round_scripts_ask_for_tables_and_flags_that_exist(stubs, tmp_path, script):
     "A typo in a round script (a table, a recipe flag or value) would waste a whole device session: every reproduce a round\n"
     "script starts, in each of its calls, names a known table, and every train command it plans parses with the real CLI."
     import shlex
@@ -72,10 +63,9 @@ def test_round_scripts_ask_for_tables_and_flags_that_exist(tmp_path, script):
     from medseg_tutor.train import reproduce as R
     work = tmp_path/'w'; (work/'scripts').mkdir(parents=True)
     subprocess.run(['cp', '-r', str(ROOT/'scripts'/'device'), str(work/'scripts')], check=True)
-    stubs = _argv_stubs(tmp_path)
     seen = 0
     for call in (1, 2, 3):
-        e = dict(os.environ, PATH=f"{stubs}:{os.environ['PATH']}", OUT=str(tmp_path/f'out{call}'), CALL=str(call), DEADLINE='100')
+        e = dict(os.environ, PATH=f"{stubs}:{os.environ['PATH']}", OUT=str(tmp_path/f'out{call}'), CALL=str(call), DEADLINE='100', STUB_SLEEP='0')
         p = subprocess.run(['bash', f'scripts/device/{script}'], cwd=work, env=e, capture_output=True, text=True, timeout=120)
         assert p.returncode == 0, p.stderr[-2000:]
         for f in sorted((work/'runs').rglob('argv.bin')):

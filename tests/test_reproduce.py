@@ -178,28 +178,28 @@ def test_fitted_schedule_is_not_full_length(tmp_path):
     assert '† the run' not in R.table_markdown('busi-mobileutr', tmp_path/'empty', machine='m')
     assert '(1 not at full length)' in md or '(3 not at full length)' in md
 
-def test_fit_deadline_gives_each_phase_a_share(tmp_path, monkeypatch):
+@pytest.fixture
+def popens(monkeypatch):
+    "Every process `reproduce` starts, as (command, environment), each finishing at once with exit 0."
     seen = []
     class Done:
-        def __init__(self, cmd, **kw): seen.append(cmd); self.pid = 0
+        def __init__(self, cmd, env=None, **kw): seen.append((cmd, env or {})); self.pid = 0
         def poll(self): return 0
     monkeypatch.setattr(R.subprocess, 'Popen', Done)
+    return seen
+
+def test_fit_deadline_gives_each_phase_a_share(tmp_path, popens):
     t = R.with_seeds(R.get_table('sirst-srsnet'), [41])
     with pytest.raises(MedsegError, match='needs --deadline'): R.reproduce(t, tmp_path/'x', fit_deadline=True, verbose=False)
     R.reproduce(t, tmp_path/'s', 'DATA', gpus='cpu', per_gpu=3, deadline_s=1000, fit_deadline=True, verbose=False, poll_s=0)
-    budgets = {c[c.index('--out') + 1].split('/')[-1]: float(c[c.index('--time-budget') + 1]) for c in seen if 'train' in c}
+    budgets = {c[c.index('--out') + 1].split('/')[-1]: float(c[c.index('--time-budget') + 1]) for c, _ in popens if 'train' in c}
     assert set(budgets) == {'R-seed41', 'S-dpconv-seed41', 'S-plain-seed41'}
     assert 440 < budgets['R-seed41'] < 480                      # half of (1000 - 45 s kept for evaluation)
     assert budgets['S-dpconv-seed41'] > 900 and budgets['S-plain-seed41'] > 900   # phase 2 gets what is left
 
-def test_runs_subset_starts_only_those_and_their_phase_one(tmp_path, monkeypatch, capsys):
-    seen = []
-    class Done:
-        def __init__(self, cmd, **kw): seen.append(cmd); self.pid = 0
-        def poll(self): return 0
-    monkeypatch.setattr(R.subprocess, 'Popen', Done)
+def test_runs_subset_starts_only_those_and_their_phase_one(tmp_path, popens, capsys):
     R.reproduce('sirst-srsnet', tmp_path/'s', 'DATA', gpus='cpu', verbose=False, poll_s=0, runs='S-plain-seed42')
-    started = sorted({c[c.index('--out') + 1].split('/')[-1] for c in seen if 'train' in c})
+    started = sorted({c[c.index('--out') + 1].split('/')[-1] for c, _ in popens if 'train' in c})
     assert started == ['R-seed42', 'S-plain-seed42'], started
     md = (tmp_path/'s'/'table.md').read_text()
     assert 'S-dpconv-seed43' in md                    # the table written still lists every run of the table
@@ -254,13 +254,8 @@ def test_table_of_a_stopped_run_copied_back_without_checkpoints(tmp_path):
     line = next(l for l in md.splitlines() if l.startswith(f'| {d.name} |'))
     assert '| 3 of 300 |' in line and '52.00 ± 20.00 (so far)' in line and 'partial (stopped after epoch 3)' in line
 
-def test_runs_spread_over_gpus_before_doubling_up(tmp_path, monkeypatch):
+def test_runs_spread_over_gpus_before_doubling_up(tmp_path, popens):
     "Three R runs on two GPUs with three slots each start on GPUs 0, 1, 0 (not all three on GPU 0, the other idle)."
-    seen = []
-    class Done:
-        def __init__(self, cmd, env=None, **kw): seen.append((cmd, env.get('CUDA_VISIBLE_DEVICES'))); self.pid = 0
-        def poll(self): return 0
-    monkeypatch.setattr(R.subprocess, 'Popen', Done)
     R.reproduce('sirst-srsnet', tmp_path/'s', 'DATA', gpus='0,1', per_gpu=3, verbose=False, poll_s=0)
-    first = {c[c.index('--out') + 1].split('/')[-1]: g for c, g in seen if 'train' in c}
+    first = {c[c.index('--out') + 1].split('/')[-1]: e.get('CUDA_VISIBLE_DEVICES') for c, e in popens if 'train' in c}
     assert [first[f'R-seed{s}'] for s in (41, 42, 43)] == ['0', '1', '0'], first

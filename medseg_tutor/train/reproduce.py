@@ -398,7 +398,8 @@ def _eval_stopped(table, out, data_root, slots, device, say):
             os.replace(d/'eval_partial.json.part', d/'eval_partial.json'); return True
         return False
     runs = [x for x in table.runs if x.evaluate and run_status(out/x.name) == 'partial' and (out/x.name/'best.pt').is_file()]
-    again = [(r, g) for r, g, *rest in [launch(r, slots[i % len(slots)][0]) for i, r in enumerate(runs)] if not landed(r, g, *rest)]
+    procs = [launch(r, slots[i % len(slots)][0]) for i, r in enumerate(runs)]          # all at once
+    again = [(r, g) for r, g, *p in procs if not landed(r, g, *p)]
     if again: say(f"{len(again)} stopped run(s) could not be scored; trying each again, alone, in {_EVAL_RETRY_WAIT_S:.0f} s")
     lost = 0
     for r, g in again:
@@ -423,11 +424,15 @@ def _tail(p, n=8) -> str:
     except OSError: return '    (no log)'
 
 # %% ../../nbs/54_train.reproduce.ipynb #a936aa41
+def _stopped(d) -> bool:
+    "A run stopped before its end: it has last.pt, or (a folder copied back without its *.pt files) a log and no last.pt."
+    st = run_status(d)
+    return st == 'partial' or (st == 'new' and bool(read_log(d)))
+
 def run_metrics(d) -> dict:
     "Metrics of a run folder in percent: eval.json; for a stopped run eval_partial.json (its best.pt so far); else the best row of log.csv."
     d = Path(d); ev, src = _read_json(d/'eval.json'), 'eval'
-    if ev is None and run_status(d) in ('partial', 'new'):   # 'new' with a log: a stopped run copied back without its *.pt
-        ev, src = _read_json(d/'eval_partial.json'), 'partial'
+    if ev is None and _stopped(d): ev, src = _read_json(d/'eval_partial.json'), 'partial'
     if ev is not None:
         m = {k: 100 * float(ev[k]) for k in ('iou', 'f1', 'dice', 'iou_pooled') if isinstance(ev.get(k), (int, float))}
         m.update({f'{k}_std': 100 * float(ev[f'{k}_std']) for k in ('iou', 'f1', 'dice') if isinstance(ev.get(f'{k}_std'), (int, float))})
@@ -454,8 +459,7 @@ def summarize(table:str|Table, out) -> list[dict]:
         sel = [x for x in log if isinstance(x.get('val_iou'), float)]
         best = int(max(sel, key=lambda x: x['val_iou'])['epoch']) if sel else None
         att = [json.loads(l) for l in (d/'attempts.jsonl').read_text().splitlines()] if (d/'attempts.jsonl').is_file() else []
-        st = run_status(d)
-        if st == 'new' and log: st = 'partial'        # a stopped run's folder copied back without its *.pt files
+        st = 'partial' if _stopped(d) else run_status(d)
         if st != 'done' and att and att[-1]['rc'] != 0 and not att[-1].get('note'): st = f"failed (exit {att[-1]['rc']}, see {att[-1]['step'] == 'train' and 'train.log' or 'eval.err'})"
         rows.append(dict(run=r.name, recipe=r.recipe, fold=r.fold, seed=r.seed, arm=r.arm, status=st,
                          epochs=len(log), **_planned_epochs(d), best_epoch=best, metrics=run_metrics(d) if r.evaluate else {},
