@@ -7,7 +7,7 @@ resume, a time budget, and runs that stop loudly when the loss stops being a num
 
 # %% ../../nbs/50_train.engine.ipynb #13ec6f66
 from __future__ import annotations
-import os, math, time, csv, random, copy, contextlib, statistics, warnings
+import os, math, time, csv, random, copy, contextlib, statistics, warnings, functools
 from dataclasses import dataclass, field, asdict, fields
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -57,6 +57,7 @@ class TrainConfig:
     save_every:int=1              # write last.pt every k epochs (and at the end); resume is exact from any of them
     max_steps:int|None=None       # stop after this many optimiser steps (smoke tests); the last partial epoch is validated
     nonfinite_patience:int=20     # consecutive steps with a non-finite loss or gradient (fp16 overflows included) before the run stops
+    finite_check_every:int=16     # fused optimiser, no fp16: non-finite steps are skipped on the device and the host looks every k steps (1: each step)
     progress:bool=True
     verbose:bool=True
 
@@ -73,6 +74,7 @@ class TrainConfig:
             raise MedsegError(f"learning rate must be a positive number, got {self.lr} (e.g. --lr 0.01)")
         for k in ('epochs', 'batch_size', 'val_batch_size', 'val_every', 'save_every'):
             if getattr(self, k) < 1: raise MedsegError(f"{k} must be >= 1, got {getattr(self, k)}")
+        if self.finite_check_every < 1: raise MedsegError(f"finite_check_every must be >= 1, got {self.finite_check_every}")
         if self.max_steps is not None and self.max_steps < 1: raise MedsegError(f"max_steps must be >= 1, got {self.max_steps}")
         if self.optimizer not in ('sgd', 'adamw'): raise MedsegError(f"unknown optimizer '{self.optimizer}': use 'sgd' or 'adamw'")
         if self.amp not in (None, 'bf16', 'fp16'): raise MedsegError(f"unknown amp '{self.amp}': use None, 'bf16' or 'fp16'")
@@ -341,6 +343,7 @@ class Trainer:
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=(c.amp == 'fp16'))
         self.epoch, self.global_step, self.best, self.best_epoch, self.history = 0, 0, None, -1, []
         self.stop, self._bad_steps, self._compiled_once = False, 0, False
+        self._good_step, self._watch = False, None      # a synced step has updated the weights; the device-side record
 
     # -- set-up ---------------------------------------------------------------------------------------------
     def _warn_slow_options(self):
@@ -353,12 +356,13 @@ class Trainer:
     def _place(self, data):
         return data.to(self.device) if hasattr(data, 'batch') and hasattr(data, 'to') else data
 
-    def _optimizer(self):
+    def _optimizer(self, fused:bool|None=None):
+        "SGD or AdamW over the trainable parameters; `fused` (default: on CUDA) = one kernel for the whole update."
         c, params = self.cfg, [p for p in self.model.parameters() if p.requires_grad]
         if not params: raise MedsegError("the model has no trainable parameters (everything is frozen)")
         if c.optimizer == 'sgd': cls, kw = torch.optim.SGD, dict(lr=c.lr, momentum=c.momentum, weight_decay=c.weight_decay)
         else: cls, kw = torch.optim.AdamW, dict(lr=c.lr, betas=tuple(c.betas), weight_decay=c.weight_decay)
-        if self.device.type == 'cuda':                 # one fused kernel for the whole update, where this torch has it
+        if fused if fused is not None else self.device.type == 'cuda':     # where this torch has it
             try: return cls(params, fused=True, **kw)
             except (TypeError, RuntimeError): pass
         return cls(params, **kw)
@@ -431,13 +435,63 @@ class Trainer:
         self.scaler.unscale_(self.opt)
         params = [p for g in self.opt.param_groups for p in g['params'] if p.grad is not None]
         gnorm = torch.nn.utils.clip_grad_norm_(params, c.clip_grad if c.clip_grad else float('inf'))
-        ok = bool(torch.isfinite(loss.detach()) & torch.isfinite(gnorm))     # one host sync per step
+        ok = torch.isfinite(loss.detach()) & torch.isfinite(gnorm)
+        if self._deferred():                    # no host sync: the fused update skips itself where `ok` is False
+            self.opt.found_inf = (~ok).float()
+            try: self.opt.step()
+            finally: del self.opt.found_inf
+            self._record(ok, loss, batch)
+            self.sched.step(); self.global_step += 1
+            if self.global_step % c.finite_check_every == 0: self.check_finite()
+            return loss.detach(), logs
+        ok = bool(ok)                           # one host sync per step
         if self.scaler.is_enabled(): self.scaler.step(self.opt); self.scaler.update()   # skips the update on inf/nan
         elif ok: self.opt.step()
         self.sched.step(); self.global_step += 1
         self._bad_steps = 0 if ok else self._bad_steps + 1
+        self._good_step = self._good_step or ok
         if not ok: self._nonfinite(loss, batch)
         return loss.detach(), logs
+
+    def _deferred(self) -> bool:
+        "Whether this step leaves the finite check to the device (see 'A step without a host sync')."
+        return (self.cfg.finite_check_every > 1 and self._good_step and not self.scaler.is_enabled()
+                and all(g.get('fused') for g in self.opt.param_groups))
+
+    def _record(self, ok, loss, batch):
+        "Device-side record of the steps since the host last looked: tensor ops with Python scalars, no host sync."
+        if self._watch is None:
+            z = lambda v: torch.full((), float(v), dtype=torch.float64, device=ok.device)
+            self._watch = dict(run=z(self._bad_steps), longest=z(0), loss=z('nan'), in_step=z(0), in_item=z(0))
+            self._watch_from = self.global_step + 1
+        w, inf = self._watch, float('inf')
+        w['run'] = torch.where(ok, 0., w['run'] + 1)                  # non-finite steps in a row
+        w['longest'] = torch.maximum(w['longest'], w['run'])
+        w['loss'] = torch.where(ok, w['loss'], loss.detach().double())  # the last non-finite loss
+        items = [torch.where(torch.isfinite(t).all(), inf, float(i)) for i, t in enumerate(batch)
+                 if torch.is_tensor(t) and t.is_floating_point()]
+        if items:                               # the first step with a non-finite input, and which batch item
+            item = functools.reduce(torch.minimum, items)
+            new = ~ok & (w['in_step'] == 0) & (item < inf)
+            w['in_step'] = torch.where(new, float(self.global_step + 1), w['in_step'])
+            w['in_item'] = torch.where(new, item, w['in_item'])
+
+    def check_finite(self):
+        "Look at the device-side record (one host sync): raise as the per-step check would, a few steps later."
+        if self._watch is None: return
+        run, longest, loss, in_step, in_item = torch.stack(list(self._watch.values())).tolist()
+        self._watch, self._bad_steps = None, int(run)
+        if in_step:
+            raise DataError(f"training batch at epoch {self.epoch + 1}, step {int(in_step)} holds NaN/Inf values (batch item "
+                            f"{int(in_item)}): clean the input images; nothing of this epoch was saved")
+        if longest > self.cfg.nonfinite_patience:
+            raise NonFiniteError(self._nonfinite_msg(int(longest), loss, f"epoch {self.epoch + 1}, steps {self._watch_from}-{self.global_step}"))
+
+    def _nonfinite_msg(self, n:int, loss:float, where:str) -> str:
+        last = f"; the last good checkpoint is {self.out/'last.pt'} (epoch {self.epoch})" if self.out and (self.out/'last.pt').exists() else ''
+        hint = 'lower --lr, or use bf16 instead of fp16' if self.cfg.amp == 'fp16' else 'lower --lr'
+        return (f"the loss or gradients were not finite for {n} steps in a row (loss {loss:.4g} at {where}, "
+                f"lr {self.opt.param_groups[0]['lr']:.3g}): {hint}{last}")
 
     def _nonfinite(self, loss, batch):
         where = f"epoch {self.epoch + 1}, step {self.global_step}"
@@ -446,10 +500,7 @@ class Trainer:
             raise DataError(f"training batch at {where} holds NaN/Inf values (batch item {bad_in[0]}): clean the input "
                             "images; nothing of this epoch was saved")
         if self._bad_steps > self.cfg.nonfinite_patience:
-            last = f"; the last good checkpoint is {self.out/'last.pt'} (epoch {self.epoch})" if self.out and (self.out/'last.pt').exists() else ''
-            hint = 'lower --lr, or use bf16 instead of fp16' if self.cfg.amp == 'fp16' else 'lower --lr'
-            raise NonFiniteError(f"the loss or gradients were not finite for {self._bad_steps} steps in a row (loss "
-                                 f"{loss.item():.4g} at {where}, lr {self.opt.param_groups[0]['lr']:.3g}): {hint}{last}")
+            raise NonFiniteError(self._nonfinite_msg(self._bad_steps, loss.item(), where))
 
     def _check_weights(self, e:int):
         "Stop (NonFiniteError) if a step left NaN/Inf in the weights or buffers: nothing of this epoch is saved."
@@ -477,6 +528,7 @@ class Trainer:
             for key, v in logs.items(): sums[key] = sums.get(key, 0.) + (v.detach() if torch.is_tensor(v) else v) * k
             self._cb('after_step')
             if self.stop or (self.cfg.max_steps is not None and self.global_step >= self.cfg.max_steps): self.stop = True; break
+        self.check_finite()                                         # what the device recorded since the last look
         dt = time.perf_counter() - t0
         row = dict(train_loss=(tot / max(n, 1)).item())             # one sync per epoch
         row.update({f'train_{k}': float(v) / max(n, 1) for k, v in sums.items()})
