@@ -96,3 +96,12 @@ def test_a_deferred_step_never_waits_for_the_device(monkeypatch):
 
 def test_finite_check_every_is_checked():
     with pytest.raises(MedsegError, match='finite_check_every must be >= 1'): TrainConfig(finite_check_every=0).check()
+
+def test_fp16_and_unfused_optimisers_keep_the_per_step_check():
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')                      # fp16 on a CPU warns that it is slow
+        fp16 = Fused(TinyUNet(1, 1, width=4), toy(), None, CFG.replace(amp='fp16'), device='cpu')
+    fused, plain = Fused(TinyUNet(1, 1, width=4), toy(), None, CFG, device='cpu'), Trainer(TinyUNet(1, 1, width=4), toy(), None, CFG, device='cpu')
+    for t in (fp16, fused, plain): t._good_step = True
+    assert fused._deferred() and not fp16._deferred() and not plain._deferred()
