@@ -1379,6 +1379,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                                                                              'medseg_tutor/train/reproduce.py'),
                                               'medseg_tutor.train.reproduce.get_table': ( 'train.reproduce.html#get_table',
                                                                                           'medseg_tutor/train/reproduce.py'),
+                                              'medseg_tutor.train.reproduce.longest_epoch_s': ( 'train.reproduce.html#longest_epoch_s',
+                                                                                                'medseg_tutor/train/reproduce.py'),
                                               'medseg_tutor.train.reproduce.only_runs': ( 'train.reproduce.html#only_runs',
                                                                                           'medseg_tutor/train/reproduce.py'),
                                               'medseg_tutor.train.reproduce.plan': ( 'train.reproduce.html#plan',

@@ -259,3 +259,31 @@ def test_runs_spread_over_gpus_before_doubling_up(tmp_path, popens):
     R.reproduce('sirst-srsnet', tmp_path/'s', 'DATA', gpus='0,1', per_gpu=3, verbose=False, poll_s=0)
     first = {c[c.index('--out') + 1].split('/')[-1]: e.get('CUDA_VISIBLE_DEVICES') for c, e in popens if 'train' in c}
     assert [first[f'R-seed{s}'] for s in (41, 42, 43)] == ['0', '1', '0'], first
+
+def _log(d, *walls):
+    "A run folder whose log.csv has one epoch per (epoch_s, eval_s) pair."
+    d.mkdir(parents=True, exist_ok=True)
+    rows = ['epoch,train_loss,epoch_s,eval_s'] + [f"{i + 1},0.5,{a},{b}" for i, (a, b) in enumerate(walls)]
+    (d/'log.csv').write_text('\n'.join(rows) + '\n')
+
+def test_a_run_that_cannot_log_an_epoch_before_the_deadline_is_not_started(tmp_path, popens):
+    "Round 7 (2 x H200) started three S runs 31-34 s before the deadline; compiling, they were stopped with no epoch logged."
+    t = R.with_seeds(R.get_table('sirst-srsnet'), [41])
+    out = tmp_path/'t'
+    _log(out/'R-seed41', (248.0, 4.0), (6.0, 0.5))                 # R done; its first epoch (compilation) took 252 s
+    (out/'R-seed41'/'done.json').write_text('{}')
+    assert R.longest_epoch_s(t, out, 'srsnet-sirst-phase2') == 252.0   # no S epoch yet: the table's longest
+    t0 = time.monotonic()
+    res = R.reproduce(t, out, 'DATA', gpus='cpu', per_gpu=2, deadline_s=200, verbose=False, poll_s=0)
+    assert popens == [] and res['stopped'] and time.monotonic() - t0 < 20   # nothing started, and no wait for the deadline
+    assert all(R.run_status(out/r) == 'new' for r in ('S-dpconv-seed41', 'S-plain-seed41'))
+    # with time for an epoch they start; an S run's own log, once there, is what counts
+    R.reproduce(t, out, 'DATA', gpus='cpu', per_gpu=2, deadline_s=300, verbose=False, poll_s=0)
+    assert sum('train' in c for c, _ in popens) == 2
+    _log(out/'S-dpconv-seed41', (40.0, 1.0))
+    assert R.longest_epoch_s(t, out, 'srsnet-sirst-phase2') == 41.0
+
+def test_runs_without_a_deadline_or_a_logged_epoch_always_start(tmp_path, popens):
+    t = R.with_seeds(R.get_table('sirst-srsnet'), [41])
+    R.reproduce(t, tmp_path/'a', 'DATA', gpus='cpu', per_gpu=3, deadline_s=5, verbose=False, poll_s=0)   # nothing logged yet
+    assert sum('train' in c for c, _ in popens) >= 1

@@ -11,8 +11,9 @@ from ..core import MedsegError
 
 # %% auto #0
 __all__ = ['METRIC_LABELS', 'TABLES', 'Run', 'Published', 'Table', 'get_table', 'with_seeds', 'only_runs', 'cli_prefix',
-           'cli_flags', 'train_command', 'eval_command', 'run_status', 'read_log', 'plan', 'reproduce', 'run_metrics',
-           'summarize', 'table_markdown', 'plot_table_curves', 'write_table', 'add_reproduce_args', 'reproduce_main']
+           'cli_flags', 'train_command', 'eval_command', 'run_status', 'read_log', 'plan', 'longest_epoch_s',
+           'reproduce', 'run_metrics', 'summarize', 'table_markdown', 'plot_table_curves', 'write_table',
+           'add_reproduce_args', 'reproduce_main']
 
 # %% ../../nbs/54_train.reproduce.ipynb #05631d95
 @dataclass(frozen=True)
@@ -267,6 +268,15 @@ def plan(table:str|Table, out, data_root=None, epochs:int|None=None, train_args=
         rows.append(dict(run=r.name, status=st, commands=[' '.join(map(shlex.quote, ['medseg-tutor'] + c)) for c in cmds]))
     return rows
 
+def longest_epoch_s(table:Table, out, recipe:str) -> float|None:
+    "The longest epoch wall (training + validation seconds; a first epoch includes compilation) logged so far by the\n"
+    "runs of `table` with `recipe`, else by any of its runs; None before any has logged an epoch."
+    def longest(runs):
+        walls = [float(row.get('epoch_s', 0)) + float(row.get('eval_s', 0)) for r in runs for row in read_log(Path(out)/r.name)]
+        return max(walls) if walls else None
+    same = longest([r for r in table.runs if r.recipe == recipe])
+    return same if same is not None else longest(table.runs)
+
 def reproduce(table:str|Table, out, data_root=None, gpus=None, per_gpu:int=1, epochs:int|None=None, dry_run:bool=False,
               train_args=(), deadline_s:float|None=None, device:str|None=None, poll_s:float=1.0, verbose:bool=True,
               command:str|None=None, eval_stopped:bool=True, fit_deadline:bool=False, runs=None) -> dict:
@@ -297,7 +307,7 @@ def reproduce(table:str|Table, out, data_root=None, gpus=None, per_gpu:int=1, ep
         jobs.append(_Job(r, out/r.name, steps))
     say(f"{table.name}: {len(todo.runs)} runs, {len(finished)} done, {len(jobs)} to run on {len(slots)} slot(s) "
         f"({', '.join(sorted({str(g) for g, _ in slots}))}; {per_gpu} per GPU)")
-    t0, free, active, stopped = time.monotonic(), list(slots), [], False
+    t0, free, active, stopped, late = time.monotonic(), list(slots), [], False, {}
 
     def start(job):
         r, d, step = job.run, job.d, job.steps[0]
@@ -341,8 +351,19 @@ def reproduce(table:str|Table, out, data_root=None, gpus=None, per_gpu:int=1, ep
             if not stopped:
                 for j in [j for j in jobs if j.run.after is None or j.run.after in finished]:
                     if not free: break
-                    if j.run.after in failed: continue
+                    if j.run.after in failed or j.run.name in late: continue
+                    if deadline_s is not None and j.steps[0] == 'train':       # would it log one epoch before the deadline?
+                        need, left = longest_epoch_s(table, out, j.run.recipe), deadline_s - (time.monotonic() - t0)
+                        if need is not None and left < need:
+                            late[j.run.name] = need
+                            say(f"[{time.monotonic() - t0:6.0f}s] not starting {j.run.name}: {left:.0f} s left, less than the "
+                                f"longest epoch logged so far ({need:.0f} s); it starts next time"); continue
                     j.slot = free.pop(0); jobs.remove(j); active.append(j); start(j)
+                waits = lambda j: j.run.name in late or (j.run.after is not None and j.run.after not in finished)
+                if late and not active and all(waits(j) for j in jobs):
+                    stopped = True; jobs.clear()                # only runs that could not log an epoch are left: end now
+                    say(f"[{time.monotonic() - t0:6.0f}s] stopping {deadline_s - (time.monotonic() - t0):.0f} s before the deadline: "
+                        "nothing left that could log an epoch in time")
                 for j in [j for j in jobs if j.run.after in failed]:
                     jobs.remove(j); failed.add(j.run.name); say(f"skip {j.run.name}: {j.run.after} failed")
             elif jobs: jobs.clear()
