@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 18, fifth round (prepared 2026-11-30, not yet run): three calls in a row on one warm 2-GPU machine, as in
+# Issue 18, fifth round (prepared 2026-11-30; ran 2026-11-30: bench/RESULTS.md "fifth round"): three calls in a row on one warm 2-GPU machine, as in
 # issue18_round4.sh (run folders and Inductor cache in the ignored runs/, kept between calls; each call resumes).
 #   GPU 0, every call: `reproduce busi-mobileutr --seeds 41,42` with `--augment released` (the released RandomRotate90 +
 #     Flip draw, nb 45): the last untested candidate for the missing point, 6 full-length runs, 3 at once under MPS

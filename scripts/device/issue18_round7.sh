@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 18, seventh round (prepared 2026-11-30, third session; not yet run): three calls in a row on one warm 2-GPU
+# Issue 18, seventh round (prepared 2026-11-30, third session; ran 2026-11-30, fourth session: bench/RESULTS.md "seventh round"): three calls in a row on one warm 2-GPU
 # machine, as issue18_round6.sh (run folders and the Inductor cache in the ignored runs/, kept between calls; each call
 # resumes every run from its last.pt).
 #   GPU 0: `reproduce busi-mobileutr-l`, three splits at once under MPS, compiled, with the released augmentation draw
