@@ -53,7 +53,7 @@ def _fake_run(d: Path, iou, f1, epochs=3, planned=None, evaluated=True):
 def test_table_format(tmp_path, monkeypatch):
     out = tmp_path/'t'
     for k, (iou, f1) in enumerate([(69.53, 78.31), (72.36, 80.96), (73.81, 82.63)], 1): _fake_run(out/f'split{k}-seed41', iou, f1)
-    monkeypatch.setattr(R, '_planned_epochs', lambda d: dict(planned=3, fitted=None))
+    monkeypatch.setattr(R, '_planned_epochs', lambda d, summary=None: dict(planned=3, fitted=None))
     md = R.table_markdown('busi-mobileutr', out, machine='test machine', command='medseg-tutor reproduce busi-mobileutr')
     lines = md.splitlines()
     assert 'Machine: test machine' in md and '`medseg-tutor reproduce busi-mobileutr`' in md
@@ -68,7 +68,7 @@ def test_table_format(tmp_path, monkeypatch):
     # a run stopped before its evaluation: best row of its log, marked, and the mean says so
     import shutil; shutil.rmtree(out/'split3-seed41'); _fake_run(out/'split3-seed41', 60.0, 70.0, evaluated=False)
     (out/'split3-seed41'/'last.pt').write_bytes(b'x')
-    monkeypatch.setattr(R, '_planned_epochs', lambda d: dict(planned=300, fitted=None))
+    monkeypatch.setattr(R, '_planned_epochs', lambda d, summary=None: dict(planned=300, fitted=None))
     md = R.table_markdown('busi-mobileutr', out, machine='m')
     row3 = next(l for l in md.splitlines() if l.startswith('| split3-seed41 '))
     assert '60.00 (log)' in row3 and 'partial (stopped after epoch 3)' in row3 and '3 of 300' in row3
@@ -141,7 +141,7 @@ def test_table_rows_per_seed(tmp_path, monkeypatch):
     out, vals = tmp_path/'t', {41: [70.06, 71.73, 74.81], 42: [69.89, 72.36, 74.65]}
     for s, ious in vals.items():
         for k, iou in enumerate(ious, 1): _fake_run(out/f'split{k}-seed{s}', iou, iou + 8)
-    monkeypatch.setattr(R, '_planned_epochs', lambda d: dict(planned=3, fitted=None))
+    monkeypatch.setattr(R, '_planned_epochs', lambda d, summary=None: dict(planned=3, fitted=None))
     lines = R.table_markdown(R.with_seeds(R.get_table('busi-mobileutr'), [41, 42]), out, machine='m').splitlines()
     for s, ious in vals.items():
         row = next(l for l in lines if l.startswith(f'| mean ± std over the 3 split(s) of seed {s} '))

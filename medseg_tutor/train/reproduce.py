@@ -445,10 +445,11 @@ def _tail(p, n=8) -> str:
     except OSError: return '    (no log)'
 
 # %% ../../nbs/54_train.reproduce.ipynb #a936aa41
-def _stopped(d) -> bool:
-    "A run stopped before its end: it has last.pt, or (a folder copied back without its *.pt files) a log and no last.pt."
+def _stopped(d, log=None) -> bool:
+    "A run stopped before its end: it has last.pt, or (a folder copied back without its *.pt files) a log and no last.pt.\n"
+    "`log`: its `read_log(d)` where the caller has it already."
     st = run_status(d)
-    return st == 'partial' or (st == 'new' and bool(read_log(d)))
+    return st == 'partial' or (st == 'new' and bool(read_log(d) if log is None else log))
 
 def run_metrics(d) -> dict:
     "Metrics of a run folder in percent: eval.json; for a stopped run eval_partial.json (its best.pt so far); else the best row of log.csv."
@@ -480,20 +481,21 @@ def summarize(table:str|Table, out) -> list[dict]:
         sel = [x for x in log if isinstance(x.get('val_iou'), float)]
         best = int(max(sel, key=lambda x: x['val_iou'])['epoch']) if sel else None
         att = [json.loads(l) for l in (d/'attempts.jsonl').read_text().splitlines()] if (d/'attempts.jsonl').is_file() else []
-        st = 'partial' if _stopped(d) else run_status(d)
+        st, summ = 'partial' if _stopped(d, log) else run_status(d), _read_json(d/'summary.json') or {}
         if st != 'done' and att and att[-1]['rc'] != 0 and not att[-1].get('note'): st = f"failed (exit {att[-1]['rc']}, see {att[-1]['step'] == 'train' and 'train.log' or 'eval.err'})"
         rows.append(dict(run=r.name, recipe=r.recipe, fold=r.fold, seed=r.seed, arm=r.arm, status=st,
-                         epochs=len(log), **_planned_epochs(d), best_epoch=best, metrics=run_metrics(d) if r.evaluate else {},
+                         epochs=len(log), **_planned_epochs(d, summ), best_epoch=best, metrics=run_metrics(d) if r.evaluate else {},
                          train_s=round(sum(a['wall_s'] for a in att if a['step'] == 'train'), 1), attempts=len([a for a in att if a['step'] == 'train']),
-                         machine=(_read_json(d/'summary.json') or {}).get('machine')))
+                         machine=summ.get('machine')))
     return rows
 
 _FITTED = re.compile(r"time budget .*running (\d+) of (\d+) epochs")
 
-def _planned_epochs(d) -> dict:
+def _planned_epochs(d, summary:dict|None=None) -> dict:
     "{'planned': the epochs the run was asked for, 'fitted': the epochs a --time-budget re-fitted its schedule to (or None)},\n"
-    "from the engine's summary.json (written with every last.pt; it also comes back where checkpoints do not)."
-    s = _read_json(Path(d)/'summary.json') or {}
+    "from the engine's summary.json (written with every last.pt; it also comes back where checkpoints do not), or `summary`\n"
+    "where the caller has read it already."
+    s = summary if summary is not None else _read_json(Path(d)/'summary.json') or {}
     n, req = s.get('epochs'), s.get('requested_epochs')
     if n is not None and req is None:    # a summary from before requested_epochs was recorded: the engine's message says
         log = Path(d)/'train.log'
