@@ -105,3 +105,19 @@ def test_fp16_and_unfused_optimisers_keep_the_per_step_check():
     fused, plain = Fused(TinyUNet(1, 1, width=4), toy(), None, CFG, device='cpu'), Trainer(TinyUNet(1, 1, width=4), toy(), None, CFG, device='cpu')
     for t in (fp16, fused, plain): t._good_step = True
     assert fused._deferred() and not fp16._deferred() and not plain._deferred()
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a CUDA GPU (the fused kernels there are the ones training uses)')
+@pytest.mark.parametrize('optimizer', ['sgd', 'adamw'])
+def test_on_a_gpu_the_deferred_step_skips_the_same_updates(optimizer):
+    "On CUDA the engine picks the fused optimiser itself: deferred (every 4) and synced (every 1) give the same weights\n"
+    "(up to the GPU's non-deterministic convolution gradients), finite although three steps had NaN gradients."
+    def run(every):
+        torch.manual_seed(0)
+        t = Trainer(TinyUNet(1, 1, width=4), toy(), None, CFG.replace(optimizer=optimizer, lr=0.01 if optimizer == 'sgd' else 1e-3,
+                    finite_check_every=every), step=nan_at({3, 4, 9}), device='cuda')
+        t.fit()
+        return t, {k: v.cpu() for k, v in t.model.state_dict().items()}
+    (d, wd), (s, ws) = run(4), run(1)
+    assert all(g.get('fused') for g in d.opt.param_groups), 'this torch has no fused optimiser on CUDA'
+    assert all(torch.isfinite(v).all() for v in wd.values() if v.is_floating_point())
+    assert all(torch.allclose(wd[k].float(), ws[k].float(), rtol=1e-4, atol=1e-6) for k in wd)
