@@ -461,13 +461,13 @@ class Trainer:
     def _record(self, ok, loss, batch):
         "Device-side record of the steps since the host last looked: tensor ops with Python scalars, no host sync."
         if self._watch is None:
-            z = lambda v: torch.full((), float(v), dtype=torch.float64, device=ok.device)
+            z = lambda v: torch.full((), float(v), dtype=torch.float32, device=ok.device)   # float32: MPS has no float64
             self._watch = dict(run=z(self._bad_steps), longest=z(0), loss=z('nan'), in_step=z(0), in_item=z(0))
             self._watch_from = self.global_step + 1
         w, inf = self._watch, float('inf')
         w['run'] = torch.where(ok, 0., w['run'] + 1)                  # non-finite steps in a row
         w['longest'] = torch.maximum(w['longest'], w['run'])
-        w['loss'] = torch.where(ok, w['loss'], loss.detach().double())  # the last non-finite loss
+        w['loss'] = torch.where(ok, w['loss'], loss.detach().float())  # the last non-finite loss
         items = [torch.where(torch.isfinite(t).all(), inf, float(i)) for i, t in enumerate(batch)
                  if torch.is_tensor(t) and t.is_floating_point()]
         if items:                               # the first step with a non-finite input, and which batch item
