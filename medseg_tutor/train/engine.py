@@ -362,7 +362,8 @@ class Trainer:
         if not params: raise MedsegError("the model has no trainable parameters (everything is frozen)")
         if c.optimizer == 'sgd': cls, kw = torch.optim.SGD, dict(lr=c.lr, momentum=c.momentum, weight_decay=c.weight_decay)
         else: cls, kw = torch.optim.AdamW, dict(lr=c.lr, betas=tuple(c.betas), weight_decay=c.weight_decay)
-        if fused if fused is not None else self.device.type == 'cuda':     # where this torch has it
+        if fused is None: fused = self.device.type == 'cuda'
+        if fused:                                      # where this torch has it
             try: return cls(params, fused=True, **kw)
             except (TypeError, RuntimeError): pass
         return cls(params, **kw)
@@ -436,21 +437,21 @@ class Trainer:
         params = [p for g in self.opt.param_groups for p in g['params'] if p.grad is not None]
         gnorm = torch.nn.utils.clip_grad_norm_(params, c.clip_grad if c.clip_grad else float('inf'))
         ok = torch.isfinite(loss.detach()) & torch.isfinite(gnorm)
-        if self._deferred():                    # no host sync: the fused update skips itself where `ok` is False
+        deferred = self._deferred()
+        if deferred:                            # no host sync: the fused update skips itself where `ok` is False
             self.opt.found_inf = (~ok).float()
             try: self.opt.step()
             finally: del self.opt.found_inf
             self._record(ok, loss, batch)
-            self.sched.step(); self.global_step += 1
-            if self.global_step % c.finite_check_every == 0: self.check_finite()
-            return loss.detach(), logs
-        ok = bool(ok)                           # one host sync per step
-        if self.scaler.is_enabled(): self.scaler.step(self.opt); self.scaler.update()   # skips the update on inf/nan
-        elif ok: self.opt.step()
+        else:
+            ok = bool(ok)                       # one host sync per step
+            if self.scaler.is_enabled(): self.scaler.step(self.opt); self.scaler.update()   # skips the update on inf/nan
+            elif ok: self.opt.step()
+            self._bad_steps = 0 if ok else self._bad_steps + 1
+            self._good_step = self._good_step or ok
         self.sched.step(); self.global_step += 1
-        self._bad_steps = 0 if ok else self._bad_steps + 1
-        self._good_step = self._good_step or ok
-        if not ok: self._nonfinite(loss, batch)
+        if deferred and self.global_step % c.finite_check_every == 0: self.check_finite()
+        if not deferred and not ok: self._nonfinite(loss, batch)
         return loss.detach(), logs
 
     def _deferred(self) -> bool:

@@ -307,7 +307,7 @@ def reproduce(table:str|Table, out, data_root=None, gpus=None, per_gpu:int=1, ep
         jobs.append(_Job(r, out/r.name, steps))
     say(f"{table.name}: {len(todo.runs)} runs, {len(finished)} done, {len(jobs)} to run on {len(slots)} slot(s) "
         f"({', '.join(sorted({str(g) for g, _ in slots}))}; {per_gpu} per GPU)")
-    t0, free, active, stopped, late = time.monotonic(), list(slots), [], False, {}
+    t0, free, active, stopped, late = time.monotonic(), list(slots), [], False, set()
 
     def start(job):
         r, d, step = job.run, job.d, job.steps[0]
@@ -355,7 +355,7 @@ def reproduce(table:str|Table, out, data_root=None, gpus=None, per_gpu:int=1, ep
                     if deadline_s is not None and j.steps[0] == 'train':       # would it log one epoch before the deadline?
                         need, left = longest_epoch_s(table, out, j.run.recipe), deadline_s - (time.monotonic() - t0)
                         if need is not None and left < need:
-                            late[j.run.name] = need
+                            late.add(j.run.name)
                             say(f"[{time.monotonic() - t0:6.0f}s] not starting {j.run.name}: {left:.0f} s left, less than the "
                                 f"longest epoch logged so far ({need:.0f} s); it starts next time"); continue
                     j.slot = free.pop(0); jobs.remove(j); active.append(j); start(j)
