@@ -121,3 +121,11 @@ def test_on_a_gpu_the_deferred_step_skips_the_same_updates(optimizer):
     assert all(g.get('fused') for g in d.opt.param_groups), 'this torch has no fused optimiser on CUDA'
     assert all(torch.isfinite(v).all() for v in wd.values() if v.is_floating_point())
     assert all(torch.allclose(wd[k].float(), ws[k].float(), rtol=1e-4, atol=1e-6) for k in wd)
+
+def test_the_host_looks_every_k_steps_within_an_epoch():
+    torch.manual_seed(0)
+    t = Fused(TinyUNet(1, 1, width=4), toy(), None, CFG.replace(batch_size=2, finite_check_every=2, nonfinite_patience=0),
+              step=nan_at({3}), device='cpu')                 # 8 steps per epoch; looks at steps 2, 4, 6, 8
+    with pytest.raises(NonFiniteError, match=r'1 steps in a row .*epoch 1, steps 3-4'):
+        t.fit()
+    assert t.global_step == 4
